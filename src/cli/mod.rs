@@ -1,0 +1,1 @@
+//! Command implementations, one file per command.

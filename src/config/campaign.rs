@@ -1,0 +1,367 @@
+//! Campaign files: one TOML file per campaign in `campaigns_dir`.
+
+use super::daemon::{DaemonConfig, ProviderKind};
+use super::table::{Problems, Table};
+use super::{read_toml, Problem};
+use crate::domain::Outcome;
+use crate::schedule::Rules;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct CampaignConfig {
+    pub id: String,
+    pub file: PathBuf,
+    pub provider: String,
+    pub agent_id: String,
+    pub skill_id: Option<String>,
+    pub from_numbers: Vec<String>,
+    pub timezone: Option<Tz>,
+    pub starts: Option<NaiveDate>,
+    pub ends: Option<NaiveDate>,
+    pub paused: bool,
+    pub priority: i64,
+    pub window: WindowConfig,
+    pub pacing: Pacing,
+    pub retry: RetryPolicy,
+    pub compliance: Compliance,
+    pub variables: BTreeMap<String, String>,
+    /// Compiled calling rules (windows, legal hours, caps).
+    pub rules: Arc<Rules>,
+    /// Hash of the file's bytes, stored in `campaigns.config_hash`.
+    pub hash: String,
+}
+
+/// `[window]` as written; `schedule` compiles it.
+#[derive(Debug, Clone, Default)]
+pub struct WindowConfig {
+    /// `None`: no weekly restriction (always open).
+    pub weekly: Option<Vec<String>>,
+    pub holidays: Vec<NaiveDate>,
+    pub cron: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pacing {
+    pub calls_per_minute: u32,
+    pub burst: u32,
+    pub max_concurrent: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub after: BTreeMap<Outcome, Duration>,
+    pub default: Duration,
+}
+
+impl RetryPolicy {
+    pub fn delay_after(&self, outcome: Outcome) -> Duration {
+        self.after.get(&outcome).copied().unwrap_or(self.default)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        let m = |n: u64| Duration::from_secs(n * 60);
+        RetryPolicy {
+            max_attempts: 3,
+            after: BTreeMap::from([
+                (Outcome::NoAnswer, h(2)),
+                (Outcome::Busy, m(20)),
+                (Outcome::Voicemail, h(24)),
+                (Outcome::Failed, m(30)),
+                (Outcome::Unknown, h(2)),
+            ]),
+            default: h(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Compliance {
+    /// `None` when explicitly `"off"`; `(start, end)` minutes of the day otherwise.
+    pub local_hours: Option<(u32, u32)>,
+    pub max_attempts_per_day: Option<u32>,
+    pub require_consent: bool,
+}
+
+impl Default for Compliance {
+    fn default() -> Self {
+        Compliance {
+            local_hours: Some((8 * 60, 21 * 60)),
+            max_attempts_per_day: Some(3),
+            require_consent: false,
+        }
+    }
+}
+
+/// Loads every `*.toml` in the daemon's `campaigns_dir`.
+pub fn load_campaigns(
+    daemon: &DaemonConfig,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<CampaignConfig>, Vec<Problem>> {
+    let dir = &daemon.campaigns_dir;
+    let mut problems = Vec::new();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect(),
+        Err(e) => {
+            return Err(vec![Problem {
+                file: daemon.file.clone(),
+                key: "campaigns_dir".into(),
+                why: format!("cannot read {}: {e}", dir.display()),
+            }])
+        }
+    };
+    files.sort();
+    let mut campaigns: Vec<CampaignConfig> = Vec::new();
+    for file in files {
+        match load_campaign(&file, daemon, warnings) {
+            Ok(c) => {
+                if let Some(other) = campaigns.iter().find(|o| o.id == c.id) {
+                    problems.push(Problem {
+                        file: file.clone(),
+                        key: "id".into(),
+                        why: format!("`{}` is also the id of {}", c.id, other.file.display()),
+                    });
+                } else {
+                    campaigns.push(c);
+                }
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(campaigns)
+    } else {
+        Err(problems)
+    }
+}
+
+pub fn load_campaign(
+    file: &Path,
+    daemon: &DaemonConfig,
+    warnings: &mut Vec<String>,
+) -> Result<CampaignConfig, Vec<Problem>> {
+    let mut problems = Problems::new(file);
+    let bytes = std::fs::read(file).unwrap_or_default();
+    let Some(map) = read_toml(file, None, &mut problems) else {
+        return Err(problems.list);
+    };
+    let mut t = Table::new(map, "", &mut problems);
+
+    let id = t.req::<String>("id");
+    if let Some(id) = &id {
+        if id.trim().is_empty() || id.len() > 200 {
+            t.problem("id", "must be a non-empty string of at most 200 characters");
+        }
+    }
+    let provider = t.req::<String>("provider");
+    let provider_kind = match &provider {
+        Some(p) => match daemon.providers.get(p) {
+            Some(pc) => Some(pc.kind),
+            None => {
+                let known: Vec<&str> = daemon.providers.keys().map(String::as_str).collect();
+                t.problem(
+                    "provider",
+                    format!("`{p}` is not a provider of the daemon file (known: {})", known.join(", ")),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let agent_id = if provider_kind == Some(ProviderKind::Simulated) {
+        t.opt::<String>("agent_id").unwrap_or_else(|| "simulated".into())
+    } else {
+        t.req::<String>("agent_id").unwrap_or_default()
+    };
+    let skill_id = t.opt::<String>("skill_id");
+    if provider_kind == Some(ProviderKind::Elemente) && skill_id.is_none() {
+        t.problem("skill_id", "is required for an elemente provider");
+    }
+    let from_numbers = t.opt::<Vec<String>>("from_numbers").unwrap_or_default();
+    if provider_kind == Some(ProviderKind::RevRing) {
+        if from_numbers.is_empty() {
+            t.problem("from_numbers", "RevRing needs at least one E.164 caller ID");
+        }
+        for n in &from_numbers {
+            if !crate::phone::is_e164(n) {
+                t.problem("from_numbers", format!("`{n}` is not an E.164 number (+15551230001)"));
+            }
+        }
+    }
+    let timezone = t.parsed("timezone", |v| {
+        v.parse::<Tz>()
+            .map_err(|_| format!("`{v}` is not an IANA time zone (e.g. America/New_York)"))
+    });
+    let date = |v: &str| {
+        NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| format!("`{v}` is not a date (YYYY-MM-DD)"))
+    };
+    let starts = t.parsed("starts", date);
+    let ends = t.parsed("ends", date);
+    if let (Some(s), Some(e)) = (starts, ends) {
+        if e < s {
+            t.problem("ends", format!("{e} is before starts {s}"));
+        }
+    }
+    let paused = t.opt::<bool>("paused").unwrap_or(false);
+    let priority = t.opt::<i64>("priority").unwrap_or(0);
+
+    let mut window = WindowConfig::default();
+    if let Some(mut w) = t.table("window") {
+        window.weekly = w.opt::<Vec<String>>("weekly");
+        window.holidays = w
+            .opt::<Vec<String>>("holidays")
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| match date(d) {
+                Ok(d) => Some(d),
+                Err(why) => {
+                    w.problem("holidays", why);
+                    None
+                }
+            })
+            .collect();
+        window.cron = w.opt::<Vec<String>>("cron").unwrap_or_default();
+        w.finish();
+    }
+
+    let mut pacing = Pacing {
+        calls_per_minute: 10,
+        burst: 1,
+        max_concurrent: 5,
+    };
+    if let Some(mut p) = t.table("pacing") {
+        for (key, slot) in [
+            ("calls_per_minute", &mut pacing.calls_per_minute),
+            ("burst", &mut pacing.burst),
+            ("max_concurrent", &mut pacing.max_concurrent),
+        ] {
+            if let Some(v) = p.opt::<u32>(key) {
+                if v == 0 {
+                    p.problem(key, "must be at least 1");
+                } else {
+                    *slot = v;
+                }
+            }
+        }
+        p.finish();
+    }
+
+    let mut retry = RetryPolicy::default();
+    if let Some(mut r) = t.table("retry") {
+        if let Some(n) = r.opt::<u32>("max_attempts") {
+            if n == 0 {
+                r.problem("max_attempts", "must be at least 1");
+            } else {
+                retry.max_attempts = n;
+            }
+        }
+        if let Some(mut a) = r.table("after") {
+            for (key, _) in a.take_all() {
+                let Some(d) = a.duration(&key) else { continue };
+                if key == "default" {
+                    retry.default = d;
+                    continue;
+                }
+                match key.parse::<Outcome>() {
+                    Ok(o) if o.is_final() => {
+                        a.problem(&key, format!("`{key}` is final; it is never retried"));
+                    }
+                    Ok(o) => {
+                        retry.after.insert(o, d);
+                    }
+                    Err(_) => a.problem(
+                        &key,
+                        "is not a retryable outcome (no_answer, busy, voicemail, failed, unknown, default)",
+                    ),
+                }
+            }
+            a.finish();
+        }
+        r.finish();
+    }
+
+    let mut compliance = Compliance::default();
+    if let Some(mut c) = t.table("compliance") {
+        if let Some(h) = c.parsed("local_hours", |v| {
+            if v.trim() == "off" {
+                Ok(None)
+            } else {
+                crate::schedule::parse_time_range(v).map(Some)
+            }
+        }) {
+            compliance.local_hours = h;
+        }
+        if c.has("max_attempts_per_day") {
+            compliance.max_attempts_per_day = c.opt::<u32>("max_attempts_per_day");
+        }
+        compliance.require_consent = c.opt::<bool>("require_consent").unwrap_or(false);
+        c.finish();
+    }
+    if compliance.local_hours.is_none() {
+        warnings.push(format!(
+            "{}: compliance.local_hours = \"off\": the generic 08:00-21:00 guard is lifted (state and country rules still apply)",
+            file.display()
+        ));
+    }
+
+    let mut variables = BTreeMap::new();
+    if let Some(mut v) = t.table("variables") {
+        for (key, _) in v.take_all() {
+            if let Some(s) = v.opt::<String>(&key) {
+                variables.insert(key, s);
+            }
+        }
+        v.finish();
+    }
+    t.finish();
+
+    let mut partial = CampaignConfig {
+        id: id.unwrap_or_default(),
+        file: file.to_path_buf(),
+        provider: provider.unwrap_or_default(),
+        agent_id,
+        skill_id,
+        from_numbers,
+        timezone,
+        starts,
+        ends,
+        paused,
+        priority,
+        window,
+        pacing,
+        retry,
+        compliance,
+        variables,
+        rules: Arc::new(Rules::always_open()),
+        hash: hash_hex(&bytes),
+    };
+    match Rules::compile(&partial) {
+        Ok(rules) => partial.rules = Arc::new(rules),
+        Err(list) => {
+            for (key, why) in list {
+                problems.add(key, why);
+            }
+        }
+    }
+    if problems.list.is_empty() {
+        Ok(partial)
+    } else {
+        Err(problems.list)
+    }
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}

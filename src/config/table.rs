@@ -1,0 +1,188 @@
+//! Reads a TOML table key by key so that validation can report every problem
+//! at once (file, key, why) instead of stopping at the first, as a plain
+//! `#[derive(Deserialize)]` would. Unknown keys are problems too: a typo must
+//! not silently disable a limit.
+
+use config::{Map, Value, ValueKind};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub key: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.why)
+        } else {
+            write!(f, "{}: `{}`: {}", self.file.display(), self.key, self.why)
+        }
+    }
+}
+
+/// Collects problems for one file.
+#[derive(Debug)]
+pub struct Problems {
+    pub file: PathBuf,
+    pub list: Vec<Problem>,
+}
+
+impl Problems {
+    pub fn new(file: &Path) -> Self {
+        Problems {
+            file: file.to_path_buf(),
+            list: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, key: impl Into<String>, why: impl Into<String>) {
+        self.list.push(Problem {
+            file: self.file.clone(),
+            key: key.into(),
+            why: why.into(),
+        });
+    }
+}
+
+pub struct Table<'p> {
+    prefix: String,
+    map: Map<String, Value>,
+    used: BTreeSet<String>,
+    pub problems: &'p mut Problems,
+}
+
+impl<'p> Table<'p> {
+    pub fn new(map: Map<String, Value>, prefix: &str, problems: &'p mut Problems) -> Self {
+        Table {
+            prefix: prefix.to_string(),
+            map,
+            used: BTreeSet::new(),
+            problems,
+        }
+    }
+
+    pub fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{}", self.prefix, key)
+        }
+    }
+
+    pub fn problem(&mut self, key: &str, why: impl Into<String>) {
+        let path = self.path(key);
+        self.problems.add(path, why);
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// An optional key of any deserialisable type.
+    pub fn opt<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        self.used.insert(key.to_string());
+        let value = self.map.get(key)?.clone();
+        match value.try_deserialize::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let why = clean_error(&e.to_string());
+                self.problem(key, why);
+                None
+            }
+        }
+    }
+
+    /// A required key; reports its absence.
+    pub fn req<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        if !self.map.contains_key(key) {
+            self.used.insert(key.to_string());
+            self.problem(key, "is required");
+            return None;
+        }
+        self.opt(key)
+    }
+
+    /// An optional key parsed from a string by `parse`.
+    pub fn parsed<T>(&mut self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let s: String = self.opt(key)?;
+        match parse(&s) {
+            Ok(v) => Some(v),
+            Err(why) => {
+                self.problem(key, why);
+                None
+            }
+        }
+    }
+
+    pub fn duration(&mut self, key: &str) -> Option<std::time::Duration> {
+        self.parsed(key, parse_duration)
+    }
+
+    /// A sub-table; `None` when absent (or reported when not a table).
+    pub fn table(&mut self, key: &str) -> Option<Table<'_>> {
+        self.used.insert(key.to_string());
+        let value = self.map.get(key)?.clone();
+        let prefix = self.path(key);
+        match value.kind {
+            ValueKind::Table(map) => Some(Table {
+                prefix,
+                map,
+                used: BTreeSet::new(),
+                problems: self.problems,
+            }),
+            _ => {
+                self.problem(key, "must be a table");
+                None
+            }
+        }
+    }
+
+    /// Raw entries of this table not yet read (for maps with free keys).
+    pub fn take_all(&mut self) -> Vec<(String, Value)> {
+        let entries: Vec<_> = self
+            .map
+            .iter()
+            .filter(|(k, _)| !self.used.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, _) in &entries {
+            self.used.insert(k.clone());
+        }
+        entries
+    }
+
+    /// Reports every key that was never asked for.
+    pub fn finish(self) {
+        let unknown: Vec<String> = self
+            .map
+            .keys()
+            .filter(|k| !self.used.contains(*k))
+            .cloned()
+            .collect();
+        for key in unknown {
+            let path = if self.prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{}", self.prefix, key)
+            };
+            self.problems.add(path, "unknown key");
+        }
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `20m`, `2h`, `1d`"))
+}
+
+/// The `config` crate prefixes its messages with its own key notation; keep
+/// the human part.
+fn clean_error(msg: &str) -> String {
+    msg.split(" for key ").next().unwrap_or(msg).to_string()
+}
