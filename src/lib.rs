@@ -7,8 +7,10 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod dispatch;
 pub mod domain;
+pub mod engine;
 pub mod outcome;
 pub mod pacing;
 pub mod phone;

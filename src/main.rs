@@ -1,1 +1,153 @@
-fn main() {}
+//! Command-line parsing only; each command lives in `dialer::cli`.
+
+use clap::{Parser, Subcommand};
+use dialer::cli::{self, CliError};
+use dialer::clock::Clock;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "dialer",
+    version,
+    about = "Campaign dialer daemon for hosted voice-AI agents"
+)]
+struct Cli {
+    /// The daemon configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "DIALER_CONFIG",
+        default_value = "config/dialer.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM/SIGINT; SIGHUP reloads campaign files.
+    Run,
+    /// Validate the configuration and print each campaign's next opening.
+    Check,
+    /// Apply database migrations.
+    Migrate,
+    /// Bulk-load leads from a CSV file with a header row.
+    Import {
+        #[arg(long)]
+        campaign: String,
+        file: PathBuf,
+        /// Region (ISO 3166 alpha-2) for national numbers, e.g. US.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// The do-not-call list.
+    Dnc {
+        #[command(subcommand)]
+        command: DncCommand,
+    },
+    /// Leads by status, attempts by outcome, calls in flight, next opening.
+    Status {
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a lead may or may not be called, and when it next may be.
+    Explain {
+        #[arg(long)]
+        campaign: String,
+        #[arg(long)]
+        phone: String,
+        /// The instant to ask about (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole daemon on a throw-away database with the simulated provider.
+    Demo {
+        /// How many sample leads.
+        #[arg(long, default_value_t = 300)]
+        leads: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum DncCommand {
+    /// Add numbers.
+    Add {
+        #[arg(required = true)]
+        phones: Vec<String>,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Add every number of a file (one a line, or a CSV with a `phone` column).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let clock = Clock::system();
+    let config = args.config;
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::Run => cli::run::run(&config).await,
+            Command::Check => cli::check::run(&config, &clock),
+            Command::Migrate => migrate(&config).await,
+            Command::Import {
+                campaign,
+                file,
+                region,
+            } => cli::import::run(&config, &campaign, &file, region.as_deref(), &clock).await,
+            Command::Dnc {
+                command: DncCommand::Add { phones, region },
+            } => cli::dnc::add(&config, &phones, region.as_deref(), &clock).await,
+            Command::Dnc {
+                command: DncCommand::Import { file, region },
+            } => cli::dnc::import(&config, &file, region.as_deref(), &clock).await,
+            Command::Status { campaign, json } => {
+                cli::status::run(&config, campaign.as_deref(), json, &clock).await
+            }
+            Command::Explain {
+                campaign,
+                phone,
+                at,
+                json,
+            } => cli::explain::run(&config, &campaign, &phone, at.as_deref(), json, &clock).await,
+            Command::Demo { leads } => cli::demo::run(leads).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn migrate(config: &std::path::Path) -> Result<(), CliError> {
+    let loaded = cli::load(config)?;
+    cli::open_store(&loaded).await?;
+    println!(
+        "migrations applied ({})",
+        cli::redact_url(&loaded.daemon.database.url)
+    );
+    Ok(())
+}

@@ -1,1 +1,75 @@
-//! Command implementations, one file per command.
+//! Command implementations, one file per command. `main.rs` only parses.
+
+pub mod check;
+pub mod demo;
+pub mod dnc;
+pub mod explain;
+pub mod import;
+pub mod run;
+pub mod status;
+
+use crate::config::{self, Invalid, Loaded};
+use crate::store::{self, Store};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A command's failure and its exit code (SPEC section 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Invalid configuration: exit 2.
+    #[error("{0}")]
+    Config(#[from] Invalid),
+    /// Bad usage: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Runtime failure, including an unknown campaign or lead: exit 1.
+    #[error("{0:#}")]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) | CliError::Usage(_) => 2,
+            CliError::Runtime(_) => 1,
+        }
+    }
+}
+
+impl From<store::StoreError> for CliError {
+    fn from(e: store::StoreError) -> Self {
+        CliError::Runtime(e.into())
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+/// Loads the configuration and prints its warnings.
+pub fn load(path: &Path) -> Result<Loaded, CliError> {
+    let loaded = config::load(path)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded)
+}
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open_store(loaded: &Loaded) -> Result<Arc<dyn Store>, CliError> {
+    let db = &loaded.daemon.database;
+    let store = store::connect(&db.url, db.max_connections)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database ({}): {e}", redact_url(&db.url)))?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// A database URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -168,7 +168,12 @@ impl Rules {
 
     /// The first instant at or after `from` at which the time rules (windows,
     /// holidays, dates, cron, legal hours) allow calling this number.
-    pub fn next_opening(&self, _zone: &LeadZone, _phone: &str, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_opening(
+        &self,
+        _zone: &LeadZone,
+        _phone: &str,
+        from: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         Some(from)
     }
 }
@@ -184,7 +189,9 @@ pub fn parse_time_range(s: &str) -> Result<(u32, u32), String> {
     };
     let (a, b) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
     if a >= b {
-        return Err(format!("`{s}`: the start must be before the end (no range crosses midnight)"));
+        return Err(format!(
+            "`{s}`: the start must be before the end (no range crosses midnight)"
+        ));
     }
     Ok((a, b))
 }

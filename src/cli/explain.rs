@@ -1,0 +1,126 @@
+//! `dialer explain --campaign ID --phone NUMBER [--at RFC3339] [--json]`:
+//! for one lead, the zone used and why, whether it may be called at that
+//! instant, every rule that blocks it, and the next instant it may be called.
+
+use super::{load, open_store, CliError, CliResult};
+use crate::clock::Clock;
+use crate::domain::rfc3339;
+use crate::schedule::{Facts, ZoneSource};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use std::path::Path;
+
+pub async fn run(
+    config: &Path,
+    campaign: &str,
+    phone: &str,
+    at: Option<&str>,
+    as_json: bool,
+    clock: &Clock,
+) -> CliResult {
+    let loaded = load(config)?;
+    let Some(c) = loaded.campaigns.iter().find(|c| c.id == campaign) else {
+        return Err(anyhow::anyhow!("unknown campaign `{campaign}`").into());
+    };
+    let phone = crate::phone::normalize(phone, None)
+        .map_err(|why| CliError::Usage(format!("--phone: {why}")))?;
+    let at: DateTime<Utc> = match at {
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map_err(|e| CliError::Usage(format!("--at: `{s}` is not an RFC 3339 time ({e})")))?
+            .with_timezone(&Utc),
+        None => clock.now(),
+    };
+    let store = open_store(&loaded).await?;
+    let lead = store.find_lead(&c.id, &phone).await?;
+    let dnc = store.is_dnc(&phone).await?;
+    let recent: Vec<DateTime<Utc>> = store
+        .recent_attempts(&phone, at - Duration::days(31))
+        .await?
+        .into_iter()
+        .filter(|t| *t <= at)
+        .collect();
+    let facts = Facts {
+        phone: &phone,
+        timezone: lead.as_ref().and_then(|l| l.timezone.as_deref()),
+        consent: lead.as_ref().is_some_and(|l| l.consent_at.is_some()),
+        dnc,
+        paused: c.paused,
+        final_status: lead.as_ref().is_some_and(|l| l.status.is_final()),
+        due_at: lead
+            .as_ref()
+            .filter(|l| !l.status.is_final())
+            .and_then(|l| l.next_attempt_at),
+        recent_attempts: &recent,
+    };
+    let v = c.rules.evaluate(&facts, at);
+    let zones: Vec<&str> = v.zone.zones.iter().map(|z| z.name()).collect();
+    let timezone = match (v.zone.source, zones.len()) {
+        (ZoneSource::Unknown, _) | (_, 0) => Value::Null,
+        (_, 1) => json!(zones[0]),
+        _ => json!(zones),
+    };
+    let blocked: Vec<&str> = v.blocked_by.iter().map(|r| r.as_str()).collect();
+    let out = json!({
+        "campaign": c.id,
+        "phone": phone,
+        "lead_id": lead.as_ref().map(|l| l.id),
+        "at": rfc3339(at),
+        "timezone": timezone,
+        "timezone_source": v.zone.source,
+        "callable": v.callable,
+        "blocked_by": blocked,
+        "next_callable_at": v.next_callable_at.map(rfc3339),
+    });
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?
+        );
+        return Ok(());
+    }
+    match &lead {
+        Some(l) => println!(
+            "lead {} in campaign {}: {} ({}, {} attempt(s))",
+            l.id, c.id, phone, l.status, l.attempts
+        ),
+        None => println!(
+            "{phone} is not in campaign {}; explained as a new lead with that number",
+            c.id
+        ),
+    }
+    let source = match v.zone.source {
+        ZoneSource::Lead => "the lead's timezone column",
+        ZoneSource::Number => "inferred from the number",
+        ZoneSource::Campaign => "the campaign's timezone",
+        ZoneSource::Unknown => "unknown: the lead is not called",
+    };
+    let zone_text = if zones.is_empty() || v.zone.source == ZoneSource::Unknown {
+        "none".to_string()
+    } else {
+        zones.join(", ")
+    };
+    println!("zone: {zone_text} ({source})");
+    if v.zone.zones.len() > 1 {
+        println!("  the number's prefix spans several zones: called only when every one is open");
+    }
+    println!(
+        "at {}: {}",
+        rfc3339(at),
+        if v.callable {
+            "may be called"
+        } else {
+            "may not be called"
+        }
+    );
+    for r in &v.blocked_by {
+        println!("  blocked by {}", r.as_str());
+    }
+    match v.next_callable_at {
+        Some(t) if v.callable => println!("next callable: now ({})", rfc3339(t)),
+        Some(t) => println!("next callable: {}", rfc3339(t)),
+        None => println!(
+            "next callable: none (final, permanently blocked, or nothing opens within 366 days)"
+        ),
+    }
+    Ok(())
+}
