@@ -26,6 +26,13 @@ pub fn normalize(raw: &str, region: Option<&str>) -> Result<String, String> {
         ),
         None => None,
     };
+    // An international number carries its own country; the region hint
+    // would otherwise make the validity check use the hinted country's rules.
+    let country = if trimmed.starts_with('+') {
+        None
+    } else {
+        country
+    };
     let parsed = phonenumber::parse(country, trimmed).map_err(|e| {
         if !trimmed.starts_with('+') && country.is_none() {
             format!("`{trimmed}` has no country code; pass --region for national numbers")
@@ -46,24 +53,28 @@ mod tests {
     #[test]
     fn normalises_national_and_international() {
         assert_eq!(
-            normalize("(212) 555-0123", Some("US"))
-                .unwrap_err()
-                .contains("valid"),
-            true
+            normalize("+33 1 42 68 53 00", Some("US")).unwrap(),
+            "+33142685300"
+        );
+        assert_eq!(
+            normalize("01 42 68 53 00", Some("FR")).unwrap(),
+            "+33142685300"
         );
         assert_eq!(normalize("+1 212-736-5000", None).unwrap(), "+12127365000");
         assert_eq!(
             normalize("212 736 5000", Some("us")).unwrap(),
             "+12127365000"
         );
-        assert_eq!(
-            normalize("01 42 68 53 00", Some("FR")).unwrap(),
-            "+33142685300"
-        );
         assert!(normalize("212 736 5000", None)
             .unwrap_err()
             .contains("--region"));
+        assert!(normalize("+1 099 555 0123", None)
+            .unwrap_err()
+            .contains("not a valid number"));
         assert!(normalize("hello", Some("US")).is_err());
+        assert!(normalize("212 736 5000", Some("XX"))
+            .unwrap_err()
+            .contains("region"));
         assert!(is_e164("+12127365000"));
         assert!(!is_e164("12127365000"));
         assert!(!is_e164("+0123"));

@@ -33,8 +33,17 @@ max_attempts_per_day = 10
 "#;
 
 /// Runs the daemon until no lead of `c1` is pending or in progress (or `limit` passes).
-async fn run_until_settled(db: &TestDb, clock: Clock, dir: &std::path::Path, limit: Duration) -> bool {
-    let loaded = support::write_config(dir, &support::sim_daemon_toml(&db.url, ""), &[("c1.toml", CAMPAIGN)]);
+async fn run_until_settled(
+    db: &TestDb,
+    clock: Clock,
+    dir: &std::path::Path,
+    limit: Duration,
+) -> bool {
+    let loaded = support::write_config(
+        dir,
+        &support::sim_daemon_toml(&db.url, ""),
+        &[("c1.toml", CAMPAIGN)],
+    );
     let daemon = Daemon::new(db.store.clone(), clock, &loaded).unwrap();
     daemon.set_campaigns(&loaded.campaigns).await.unwrap();
     let running = engine::start(daemon, None);
@@ -42,7 +51,11 @@ async fn run_until_settled(db: &TestDb, clock: Clock, dir: &std::path::Path, lim
     let mut done = false;
     while started.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if db.scalar("SELECT count(*) FROM leads WHERE status IN ('pending', 'in_progress')").await == 0 {
+        if db
+            .scalar("SELECT count(*) FROM leads WHERE status IN ('pending', 'in_progress')")
+            .await
+            == 0
+        {
             done = true;
             break;
         }
@@ -67,32 +80,57 @@ async fn thousand_leads(db: TestDb) {
             variables: Map::new(),
         })
         .collect();
-    support::write_config(dir.path(), &support::sim_daemon_toml(&db.url, ""), &[("c1.toml", CAMPAIGN)]);
+    support::write_config(
+        dir.path(),
+        &support::sim_daemon_toml(&db.url, ""),
+        &[("c1.toml", CAMPAIGN)],
+    );
     dialer::daemon::sync_campaign_rows(
         db.store.as_ref(),
-        &dialer::config::load(&dir.path().join("dialer.toml")).unwrap().campaigns,
+        &dialer::config::load(&dir.path().join("dialer.toml"))
+            .unwrap()
+            .campaigns,
         clock.now(),
     )
     .await
     .unwrap();
-    db.store.insert_leads("c1", &leads, clock.now()).await.unwrap();
+    db.store
+        .insert_leads("c1", &leads, clock.now())
+        .await
+        .unwrap();
     // Bad rows another system wrote, and a do-not-call number.
-    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '12345')").await;
-    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+1999')").await;
-    db.store.add_dnc(&["+12127360007".to_string()], "test", clock.now()).await.unwrap();
+    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '12345')")
+        .await;
+    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+1999')")
+        .await;
+    db.store
+        .add_dnc(&["+12127360007".to_string()], "test", clock.now())
+        .await
+        .unwrap();
     // Inserted with the database's clock, which is behind the test clock's start only in real time.
-    db.exec("UPDATE leads SET next_attempt_at = created_at").await;
+    db.exec("UPDATE leads SET next_attempt_at = created_at")
+        .await;
 
     let settled = run_until_settled(&db, clock, dir.path(), Duration::from_secs(150)).await;
-    let open = db.scalar("SELECT count(*) FROM leads WHERE status IN ('pending', 'in_progress')").await;
+    let open = db
+        .scalar("SELECT count(*) FROM leads WHERE status IN ('pending', 'in_progress')")
+        .await;
     assert!(settled, "{open} leads still open");
 
-    let by_status = db.rows("SELECT status, CAST(count(*) AS TEXT) FROM leads GROUP BY status ORDER BY status").await;
+    let by_status = db
+        .rows("SELECT status, CAST(count(*) AS TEXT) FROM leads GROUP BY status ORDER BY status")
+        .await;
     eprintln!("{}: {:?}", db.backend(), by_status);
     assert_eq!(db.scalar("SELECT count(*) FROM leads").await, 1002);
-    assert_eq!(db.scalar("SELECT count(*) FROM leads WHERE attempts > 3").await, 0, "no lead over max_attempts");
     assert_eq!(
-        db.scalar("SELECT count(*) FROM call_attempts a WHERE a.attempt > 3").await,
+        db.scalar("SELECT count(*) FROM leads WHERE attempts > 3")
+            .await,
+        0,
+        "no lead over max_attempts"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM call_attempts a WHERE a.attempt > 3")
+            .await,
         0,
         "no attempt numbered over max_attempts"
     );
@@ -123,7 +161,9 @@ async fn thousand_leads(db: TestDb) {
         .await,
         0
     );
-    let skipped = db.rows("SELECT phone, last_outcome FROM leads WHERE status = 'skipped' ORDER BY phone").await;
+    let skipped = db
+        .rows("SELECT phone, last_outcome FROM leads WHERE status = 'skipped' ORDER BY phone")
+        .await;
     assert_eq!(
         skipped,
         vec![
@@ -132,22 +172,51 @@ async fn thousand_leads(db: TestDb) {
             vec![Some("12345".into()), Some("invalid_number".into())],
         ]
     );
-    assert_eq!(db.scalar("SELECT count(*) FROM call_attempts WHERE to_number = '+12127360007'").await, 0);
-    assert!(db.scalar("SELECT count(*) FROM leads WHERE status = 'completed'").await > 500);
-    assert!(db.scalar("SELECT count(*) FROM leads WHERE status = 'exhausted'").await > 0);
-    assert_eq!(db.scalar("SELECT count(*) FROM call_attempts WHERE state <> 'ended'").await, 0);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM call_attempts WHERE to_number = '+12127360007'")
+            .await,
+        0
+    );
+    assert!(
+        db.scalar("SELECT count(*) FROM leads WHERE status = 'completed'")
+            .await
+            > 500
+    );
+    assert!(
+        db.scalar("SELECT count(*) FROM leads WHERE status = 'exhausted'")
+            .await
+            > 0
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM call_attempts WHERE state <> 'ended'")
+            .await,
+        0
+    );
     assert_eq!(db.scalar("SELECT count(*) FROM leads WHERE status = 'completed' AND last_outcome NOT IN ('completed', 'transferred')").await, 0);
 }
 
 async fn plain_sql_dialled(db: TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::scaled(chrono::Utc::now(), 600.0);
-    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+12127365001')").await;
-    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+12127365002')").await;
-    db.exec("UPDATE leads SET status = 'canceled' WHERE phone = '+12127365002'").await;
+    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+12127365001')")
+        .await;
+    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+12127365002')")
+        .await;
+    db.exec("UPDATE leads SET status = 'canceled' WHERE phone = '+12127365002'")
+        .await;
     assert!(run_until_settled(&db, clock, dir.path(), Duration::from_secs(60)).await);
-    assert!(db.scalar("SELECT count(*) FROM call_attempts WHERE to_number = '+12127365001'").await >= 1);
-    assert_eq!(db.scalar("SELECT count(*) FROM call_attempts WHERE to_number = '+12127365002'").await, 0);
-    let rows = db.rows("SELECT status FROM leads WHERE phone = '+12127365002'").await;
+    assert!(
+        db.scalar("SELECT count(*) FROM call_attempts WHERE to_number = '+12127365001'")
+            .await
+            >= 1
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM call_attempts WHERE to_number = '+12127365002'")
+            .await,
+        0
+    );
+    let rows = db
+        .rows("SELECT status FROM leads WHERE phone = '+12127365002'")
+        .await;
     assert_eq!(rows[0][0].as_deref(), Some("canceled"));
 }

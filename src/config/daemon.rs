@@ -97,10 +97,14 @@ pub struct SimConfig {
     pub outcomes: Vec<(Outcome, f64)>,
 }
 
+/// Reads the daemon file. `Err` when it cannot be read at all; otherwise the
+/// best-effort configuration and its problems, so that the campaign files
+/// can be checked too and every problem reported at once.
+#[allow(clippy::type_complexity)]
 pub(super) fn load(
     path: &Path,
     warnings: &mut Vec<String>,
-) -> Result<DaemonConfig, Vec<super::Problem>> {
+) -> Result<(DaemonConfig, Vec<super::Problem>), Vec<super::Problem>> {
     let mut problems = Problems::new(path);
     let Some(map) = read_toml(path, Some("DIALER"), &mut problems) else {
         return Err(problems.list);
@@ -193,18 +197,17 @@ pub(super) fn load(
     }
     t.finish();
 
-    if problems.list.is_empty() {
-        Ok(DaemonConfig {
+    Ok((
+        DaemonConfig {
             file: path.to_path_buf(),
             database,
             server,
             log,
             campaigns_dir,
             providers,
-        })
-    } else {
-        Err(problems.list)
-    }
+        },
+        problems.list,
+    ))
 }
 
 /// `sqlite://relative.db` is relative to the config file like every other path.
@@ -255,8 +258,12 @@ fn provider(
             t.problem("base_url", format!("`{u}` is not a URL"));
         }
     }
-    let api_key = secret(file, &mut t, "api_key");
-    let webhook_secret = secret(file, &mut t, "webhook_secret");
+    let api_key = secret(file, &mut t, "api_key", None);
+    let mut secret_warnings = Vec::new();
+    let webhook_secret = secret(file, &mut t, "webhook_secret", Some(&mut secret_warnings));
+    for w in secret_warnings {
+        warnings.push(format!("provider `{name}`: {w}"));
+    }
     let username = t.opt::<String>("username");
     let requests_per_minute = t.opt::<u32>("requests_per_minute");
     let max_concurrent_calls = t.opt::<u32>("max_concurrent_calls");
@@ -373,8 +380,15 @@ fn provider(
 }
 
 /// `<base>_env` names an environment variable, `<base>_file` a file (systemd
-/// credentials); at most one of them.
-fn secret(file: &Path, t: &mut Table<'_>, base: &str) -> Option<Secret> {
+/// credentials); at most one of them. With `soft`, a secret that cannot be
+/// read is a warning there instead of a problem (a missing webhook secret
+/// only means webhooks are refused).
+fn secret(
+    file: &Path,
+    t: &mut Table<'_>,
+    base: &str,
+    mut soft: Option<&mut Vec<String>>,
+) -> Option<Secret> {
     let env_key = format!("{base}_env");
     let file_key = format!("{base}_file");
     let env = t.opt::<String>(&env_key);
@@ -390,7 +404,11 @@ fn secret(file: &Path, t: &mut Table<'_>, base: &str) -> Option<Secret> {
         (Some(var), None) => match std::env::var(&var) {
             Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
             _ => {
-                t.problem(&env_key, format!("environment variable {var} is not set"));
+                let why = format!("environment variable {var} is not set");
+                match soft.as_deref_mut() {
+                    Some(w) => w.push(format!("{env_key}: {why}")),
+                    None => t.problem(&env_key, why),
+                }
                 None
             }
         },
@@ -398,12 +416,15 @@ fn secret(file: &Path, t: &mut Table<'_>, base: &str) -> Option<Secret> {
             let full = resolve(file, Path::new(&p));
             match std::fs::read_to_string(&full) {
                 Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
-                Ok(_) => {
-                    t.problem(&file_key, format!("{} is empty", full.display()));
-                    None
-                }
-                Err(e) => {
-                    t.problem(&file_key, format!("cannot read {}: {e}", full.display()));
+                Ok(_) | Err(_) => {
+                    let why = match std::fs::metadata(&full) {
+                        Ok(_) => format!("{} is empty or unreadable", full.display()),
+                        Err(e) => format!("cannot read {}: {e}", full.display()),
+                    };
+                    match soft.as_deref_mut() {
+                        Some(w) => w.push(format!("{file_key}: {why}")),
+                        None => t.problem(&file_key, why),
+                    }
                     None
                 }
             }

@@ -59,7 +59,7 @@ pub fn load(path: &Path) -> Result<Loaded, Invalid> {
     let mut warnings = Vec::new();
     let daemon = daemon::load(path, &mut warnings);
     let (daemon, mut problems) = match daemon {
-        Ok(d) => (Some(d), Vec::new()),
+        Ok((d, p)) => (Some(d), p),
         Err(p) => (None, p),
     };
     let campaigns = match &daemon {

@@ -31,15 +31,27 @@ impl TestDb {
     /// Runs a statement as an integrator would.
     pub async fn exec(&self, sql: &str) -> u64 {
         match &self.raw {
-            Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.expect(sql).rows_affected(),
-            Raw::Pg(p) => sqlx::query(sql).execute(p).await.expect(sql).rows_affected(),
+            Raw::Sqlite(p) => sqlx::query(sql)
+                .execute(p)
+                .await
+                .expect(sql)
+                .rows_affected(),
+            Raw::Pg(p) => sqlx::query(sql)
+                .execute(p)
+                .await
+                .expect(sql)
+                .rows_affected(),
         }
     }
 
     /// The first column of the first row, as i64.
     pub async fn scalar(&self, sql: &str) -> i64 {
         match &self.raw {
-            Raw::Sqlite(p) => sqlx::query(sql).fetch_one(p).await.expect(sql).get::<i64, _>(0),
+            Raw::Sqlite(p) => sqlx::query(sql)
+                .fetch_one(p)
+                .await
+                .expect(sql)
+                .get::<i64, _>(0),
             Raw::Pg(p) => {
                 let row = sqlx::query(sql).fetch_one(p).await.expect(sql);
                 row.try_get::<i64, _>(0)
@@ -57,14 +69,22 @@ impl TestDb {
                 .await
                 .expect(sql)
                 .iter()
-                .map(|r| (0..r.len()).map(|i| r.get::<Option<String>, _>(i)).collect())
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| r.get::<Option<String>, _>(i))
+                        .collect()
+                })
                 .collect(),
             Raw::Pg(p) => sqlx::query(sql)
                 .fetch_all(p)
                 .await
                 .expect(sql)
                 .iter()
-                .map(|r| (0..r.len()).map(|i| r.get::<Option<String>, _>(i)).collect())
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| r.get::<Option<String>, _>(i))
+                        .collect()
+                })
                 .collect(),
         }
     }
@@ -112,7 +132,10 @@ pub async fn postgres() -> Option<TestDb> {
         }
     };
     let name = format!("dialer_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let mut url = reqwest::Url::parse(&admin).unwrap();
     url.set_path(&format!("/{name}"));
