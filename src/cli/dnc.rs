@@ -5,11 +5,11 @@ use super::{load, open_store, CliError, CliResult};
 use crate::clock::Clock;
 use std::path::Path;
 
-/// Reads numbers from a file; returns (numbers, invalid (line, why)).
-pub fn read_file(
-    file: &Path,
-    region: Option<&str>,
-) -> Result<(Vec<String>, Vec<(usize, String)>), CliError> {
+/// Numbers read from a file, and the lines that are not numbers (line, why).
+type NumbersAndInvalid = (Vec<String>, Vec<(usize, String)>);
+
+/// Reads numbers from a file.
+pub fn read_file(file: &Path, region: Option<&str>) -> Result<NumbersAndInvalid, CliError> {
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let mut lines = text.lines().enumerate().peekable();

@@ -12,19 +12,17 @@ use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::Path;
 
-#[derive(Debug, Default)]
-pub struct Report {
-    pub imported: u64,
-    pub duplicates: u64,
+/// A CSV read into leads.
+pub struct Parsed {
+    pub leads: Vec<NewLead>,
     /// (line, reason)
     pub invalid: Vec<(u64, String)>,
+    /// Rows whose number appeared earlier in the same file.
+    pub duplicates: u64,
 }
 
 /// Parses a CSV into leads and invalid rows.
-pub fn parse_csv(
-    file: &Path,
-    region: Option<&str>,
-) -> Result<(Vec<NewLead>, Vec<(u64, String)>, u64), CliError> {
+pub fn parse_csv(file: &Path, region: Option<&str>) -> Result<Parsed, CliError> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -111,7 +109,11 @@ pub fn parse_csv(
             variables,
         });
     }
-    Ok((leads, invalid, in_file_dupes))
+    Ok(Parsed {
+        leads,
+        invalid,
+        duplicates: in_file_dupes,
+    })
 }
 
 pub async fn run(
@@ -129,7 +131,11 @@ pub async fn run(
         )
         .into());
     }
-    let (leads, invalid, in_file_dupes) = parse_csv(file, region)?;
+    let Parsed {
+        leads,
+        invalid,
+        duplicates: in_file_dupes,
+    } = parse_csv(file, region)?;
     let store = open_store(&loaded).await?;
     crate::daemon::sync_campaign_rows(store.as_ref(), &loaded.campaigns, clock.now()).await?;
     let counts = store.insert_leads(campaign, &leads, clock.now()).await?;

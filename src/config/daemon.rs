@@ -387,7 +387,7 @@ fn secret(
     file: &Path,
     t: &mut Table<'_>,
     base: &str,
-    mut soft: Option<&mut Vec<String>>,
+    soft: Option<&mut Vec<String>>,
 ) -> Option<Secret> {
     let env_key = format!("{base}_env");
     let file_key = format!("{base}_file");
@@ -405,7 +405,7 @@ fn secret(
             Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
             _ => {
                 let why = format!("environment variable {var} is not set");
-                match soft.as_deref_mut() {
+                match soft {
                     Some(w) => w.push(format!("{env_key}: {why}")),
                     None => t.problem(&env_key, why),
                 }
@@ -421,7 +421,7 @@ fn secret(
                         Ok(_) => format!("{} is empty or unreadable", full.display()),
                         Err(e) => format!("cannot read {}: {e}", full.display()),
                     };
-                    match soft.as_deref_mut() {
+                    match soft {
                         Some(w) => w.push(format!("{file_key}: {why}")),
                         None => t.problem(&file_key, why),
                     }

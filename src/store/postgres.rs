@@ -118,7 +118,7 @@ impl Store for PgStore {
         sqlx::query(
             "UPDATE campaigns SET removed_at = $1, updated_at = $1 WHERE removed_at IS NULL",
         )
-        .bind(&now)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         for c in campaigns {
@@ -138,7 +138,7 @@ impl Store for PgStore {
             .bind(&c.provider)
             .bind(c.paused)
             .bind(&c.config_hash)
-            .bind(&now)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
@@ -167,7 +167,7 @@ impl Store for PgStore {
                 .bind(&lead.name)
                 .bind(&lead.timezone)
                 .bind(Value::Object(lead.variables.clone()))
-                .bind(&now)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 1 {
@@ -289,7 +289,7 @@ impl Store for PgStore {
         )
         .bind(ts(lease_until))
         .bind(ts(unknown_due))
-        .bind(&now_s)
+        .bind(now_s)
         .bind(lead.lead.id)
         .bind(&lead.lease_owner)
         .execute(&mut *tx)
@@ -303,7 +303,7 @@ impl Store for PgStore {
               WHERE lead_id = $4 AND attempt = $5 AND state = 'not_placed'
              RETURNING id",
         )
-        .bind(&now_s)
+        .bind(now_s)
         .bind(from_number)
         .bind(provider)
         .bind(lead.lead.id)
@@ -326,7 +326,7 @@ impl Store for PgStore {
                 .bind(provider)
                 .bind(from_number)
                 .bind(&lead.lead.phone)
-                .bind(&now_s)
+                .bind(now_s)
                 .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 0 {
@@ -486,7 +486,7 @@ impl Store for PgStore {
         )
         .bind(state.as_str())
         .bind(&status.provider_status)
-        .bind(&status_at)
+        .bind(status_at)
         .bind(status.outcome.map(|o| o.as_str()))
         .bind(&status.provider_call_id)
         .bind(status.answered_at.map(ts))
