@@ -23,10 +23,9 @@ pub async fn apply(
         None => (AttemptState::Placed, None),
         Some(outcome) => {
             let next = match daemon.campaign(&open.attempt.campaign_id) {
-                Some(c) => {
-                    let at = status.ended_at.or(status.status_at).unwrap_or(now);
-                    outcome::decide(&c, &open.lead, open.attempt.attempt, outcome, at)
-                }
+                // Retry delays run from when we learned the end, on our own
+                // clock: a provider's clock may be skewed from ours.
+                Some(c) => outcome::decide(&c, &open.lead, open.attempt.attempt, outcome, now),
                 // A campaign whose file was removed: its leads are not dialled again.
                 None => LeadNext::finished(
                     if outcome.is_final() && outcome != Outcome::Canceled {

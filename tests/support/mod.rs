@@ -2,6 +2,8 @@
 //! written to a temporary directory, raw SQL as another system would send it.
 #![allow(dead_code)]
 
+pub mod fake_revring;
+
 use dialer::config::{self, Loaded};
 use dialer::store::{PgStore, SqliteStore, Store};
 use sqlx::Row;
