@@ -36,13 +36,31 @@ impl Write for Captured {
 
 fn behaviour(i: usize) -> Behaviour {
     match i % 10 {
-        0..=4 => Behaviour::Answer { ms: 150, end: End::Completed },
-        5 => Behaviour::Answer { ms: 100, end: End::NoAnswer },
-        6 => Behaviour::Answer { ms: 100, end: End::Voicemail },
-        7 => Behaviour::BusyAccountOnce { ms: 100, end: End::Completed },
-        8 => Behaviour::LoseResponse { ms: 200, end: End::Completed },
+        0..=4 => Behaviour::Answer {
+            ms: 150,
+            end: End::Completed,
+        },
+        5 => Behaviour::Answer {
+            ms: 100,
+            end: End::NoAnswer,
+        },
+        6 => Behaviour::Answer {
+            ms: 100,
+            end: End::Voicemail,
+        },
+        7 => Behaviour::BusyAccountOnce {
+            ms: 100,
+            end: End::Completed,
+        },
+        8 => Behaviour::LoseResponse {
+            ms: 200,
+            end: End::Completed,
+        },
         _ if i % 20 == 9 => Behaviour::RejectNumber,
-        _ => Behaviour::Answer { ms: 100, end: End::Transferred },
+        _ => Behaviour::Answer {
+            ms: 100,
+            end: End::Transferred,
+        },
     }
 }
 
@@ -114,47 +132,84 @@ first_name = "{{name}}"
 "#;
     let loaded = support::write_config(dir.path(), &daemon_toml, &[("winter.toml", campaign)]);
     let clock = Clock::system();
-    dialer::daemon::sync_campaign_rows(db.store.as_ref(), &loaded.campaigns, clock.now()).await.unwrap();
+    dialer::daemon::sync_campaign_rows(db.store.as_ref(), &loaded.campaigns, clock.now())
+        .await
+        .unwrap();
     let leads: Vec<NewLead> = (0..200)
-        .map(|i| NewLead { phone: phone(i), name: Some(format!("Lead{i}")), timezone: None, variables: Map::new() })
+        .map(|i| NewLead {
+            phone: phone(i),
+            name: Some(format!("Lead{i}")),
+            timezone: None,
+            variables: Map::new(),
+        })
         .collect();
-    db.store.insert_leads("winter-renewals", &leads, clock.now()).await.unwrap();
+    db.store
+        .insert_leads("winter-renewals", &leads, clock.now())
+        .await
+        .unwrap();
 
     let daemon = Daemon::new(db.store.clone(), clock, &loaded).unwrap();
     daemon.set_campaigns(&loaded.campaigns).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    fake.set_webhook_url(format!("http://{}/webhooks/revring?token={SECRET}", listener.local_addr().unwrap()));
+    fake.set_webhook_url(format!(
+        "http://{}/webhooks/revring?token={SECRET}",
+        listener.local_addr().unwrap()
+    ));
     let running = engine::start(daemon, Some(listener));
 
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if db.scalar("SELECT count(*) FROM leads WHERE status IN ('pending', 'in_progress')").await == 0 {
+        if db
+            .scalar("SELECT count(*) FROM leads WHERE status IN ('pending', 'in_progress')")
+            .await
+            == 0
+        {
             break;
         }
     }
     running.stop(Duration::from_secs(5)).await;
 
     // Every lead ended right.
-    let rows = db.rows("SELECT phone, status, last_outcome FROM leads ORDER BY phone").await;
+    let rows = db
+        .rows("SELECT phone, status, last_outcome FROM leads ORDER BY phone")
+        .await;
     let mut wrong = Vec::new();
     for r in &rows {
         let i: usize = r[0].as_deref().unwrap()[8..].parse().unwrap();
         let expected = match behaviour(i) {
-            Behaviour::Answer { end: End::Completed, .. }
+            Behaviour::Answer {
+                end: End::Completed,
+                ..
+            }
             | Behaviour::BusyAccountOnce { .. }
             | Behaviour::LoseResponse { .. } => ("completed", "completed"),
-            Behaviour::Answer { end: End::Transferred, .. } => ("completed", "transferred"),
-            Behaviour::Answer { end: End::NoAnswer, .. } => ("exhausted", "no_answer"),
-            Behaviour::Answer { end: End::Voicemail, .. } => ("exhausted", "voicemail"),
-            Behaviour::Answer { end: End::Failed, .. } => ("exhausted", "failed"),
+            Behaviour::Answer {
+                end: End::Transferred,
+                ..
+            } => ("completed", "transferred"),
+            Behaviour::Answer {
+                end: End::NoAnswer, ..
+            } => ("exhausted", "no_answer"),
+            Behaviour::Answer {
+                end: End::Voicemail,
+                ..
+            } => ("exhausted", "voicemail"),
+            Behaviour::Answer {
+                end: End::Failed, ..
+            } => ("exhausted", "failed"),
             Behaviour::RejectNumber => ("skipped", "rejected"),
         };
         if (r[1].as_deref(), r[2].as_deref()) != (Some(expected.0), Some(expected.1)) {
             wrong.push(format!("{i}: {:?} expected {expected:?}", r));
         }
     }
-    assert!(wrong.is_empty(), "{} leads ended wrong: {:#?}", wrong.len(), &wrong[..wrong.len().min(10)]);
+    assert!(
+        wrong.is_empty(),
+        "{} leads ended wrong: {:#?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
 
     // The provider saw what the retry policy allows, and nothing twice.
     let requests = fake.requests();
@@ -169,21 +224,35 @@ first_name = "{{name}}"
         assert_eq!(r.body["variables"]["first_name"], format!("Lead{i}"));
         if r.answered != 429 {
             *accepted_by_number.entry(&r.to).or_default() += 1;
-            assert!(accepted_attempts.insert(r.attempt_id.clone()), "attempt {} sent twice", r.attempt_id);
+            assert!(
+                accepted_attempts.insert(r.attempt_id.clone()),
+                "attempt {} sent twice",
+                r.attempt_id
+            );
         }
     }
     for (to, n) in &accepted_by_number {
         let i: usize = to[8..].parse().unwrap();
         let allowed = match behaviour(i) {
-            Behaviour::Answer { end: End::NoAnswer | End::Voicemail | End::Failed, .. } => 3,
+            Behaviour::Answer {
+                end: End::NoAnswer | End::Voicemail | End::Failed,
+                ..
+            } => 3,
             _ => 1,
         };
-        assert!(*n <= allowed, "{to} called {n} times, policy allows {allowed}");
+        assert!(
+            *n <= allowed,
+            "{to} called {n} times, policy allows {allowed}"
+        );
         assert_eq!(*n, allowed, "{to} called {n} times, expected {allowed}");
     }
     // A 429 is sent again as the same attempt.
     for r in requests.iter().filter(|r| r.answered == 429) {
-        assert!(accepted_attempts.contains(&r.attempt_id), "refused attempt {} not sent again as itself", r.attempt_id);
+        assert!(
+            accepted_attempts.contains(&r.attempt_id),
+            "refused attempt {} not sent again as itself",
+            r.attempt_id
+        );
     }
     assert_eq!(requests.iter().filter(|r| r.answered == 429).count(), 20);
 
@@ -192,7 +261,11 @@ first_name = "{{name}}"
         db.scalar("SELECT count(*) FROM call_attempts WHERE outcome = 'completed' AND (summary IS NULL OR recording_url IS NULL OR answered_at IS NULL)").await,
         0
     );
-    assert_eq!(db.scalar("SELECT count(*) FROM call_attempts WHERE state <> 'ended'").await, 0);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM call_attempts WHERE state <> 'ended'")
+            .await,
+        0
+    );
 
     // No key or secret in any log line.
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -29,7 +29,13 @@ impl Harness {
     async fn start() -> Harness {
         let db = support::sqlite().await;
         let dir = tempfile::tempdir().unwrap();
-        for (f, v) in [("rr-key", "rr-api-key"), ("rr-secret", RR_SECRET), ("vd-key", "vd-api-key"), ("vd-secret", VD_SECRET), ("el-key", "el-pass")] {
+        for (f, v) in [
+            ("rr-key", "rr-api-key"),
+            ("rr-secret", RR_SECRET),
+            ("vd-key", "vd-api-key"),
+            ("vd-secret", VD_SECRET),
+            ("el-key", "el-pass"),
+        ] {
             std::fs::write(dir.path().join(f), v).unwrap();
         }
         let daemon_toml = format!(
@@ -63,35 +69,83 @@ poll_interval = "1h"
         let loaded = support::write_config(
             dir.path(),
             &daemon_toml,
-            &[("rr.toml", &camp("rr", "revring")), ("vd.toml", &camp("vd", "voicedock")), ("ns.toml", &camp("ns", "nosecret"))],
+            &[
+                ("rr.toml", &camp("rr", "revring")),
+                ("vd.toml", &camp("vd", "voicedock")),
+                ("ns.toml", &camp("ns", "nosecret")),
+            ],
         );
         let daemon = Daemon::new(db.store.clone(), Clock::system(), &loaded).unwrap();
         daemon.set_campaigns(&loaded.campaigns).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let running = engine::start(daemon, Some(listener));
-        Harness { db, base, running: Some(running), http: reqwest::Client::new(), _dir: dir }
+        Harness {
+            db,
+            base,
+            running: Some(running),
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
     }
 
     /// A lead with one attempt on `provider`; `call_id` None: the response was lost (`unknown`).
-    async fn attempt(&self, campaign: &str, provider: &str, phone: &str, call_id: Option<&str>) -> String {
+    async fn attempt(
+        &self,
+        campaign: &str,
+        provider: &str,
+        phone: &str,
+        call_id: Option<&str>,
+    ) -> String {
         let store = &self.db.store;
         let now = Utc::now();
         self.db
             .exec(&format!("INSERT INTO leads (campaign_id, phone, next_attempt_at) VALUES ('{campaign}', '{phone}', '2000-01-01T00:00:00Z')"))
             .await;
-        let limits = ClaimLimits { campaign_id: campaign.into(), provider: provider.into(), max_concurrent: 10, provider_max_concurrent: 10, batch: 1 };
-        let lead = store.claim(&limits, "test", now, now + Duration::minutes(5)).await.unwrap().pop().unwrap();
-        let a = store.begin_attempt(&lead, provider, None, now + Duration::minutes(5), now + Duration::hours(2), now).await.unwrap().unwrap();
+        let limits = ClaimLimits {
+            campaign_id: campaign.into(),
+            provider: provider.into(),
+            max_concurrent: 10,
+            provider_max_concurrent: 10,
+            batch: 1,
+        };
+        let lead = store
+            .claim(&limits, "test", now, now + Duration::minutes(5))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        let a = store
+            .begin_attempt(
+                &lead,
+                provider,
+                None,
+                now + Duration::minutes(5),
+                now + Duration::hours(2),
+                now,
+            )
+            .await
+            .unwrap()
+            .unwrap();
         match call_id {
-            Some(id) => store.attempt_placed(&a, id, "QUEUED", now + Duration::minutes(30), now).await.unwrap(),
-            None => store.attempt_unknown(&a, "timed out", now + Duration::hours(2), now).await.unwrap(),
+            Some(id) => store
+                .attempt_placed(&a, id, "QUEUED", now + Duration::minutes(30), now)
+                .await
+                .unwrap(),
+            None => store
+                .attempt_unknown(&a, "timed out", now + Duration::hours(2), now)
+                .await
+                .unwrap(),
         }
         a.id
     }
 
     async fn post(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> u16 {
-        let mut req = self.http.post(format!("{}{path}", self.base)).body(body).header("content-type", "application/json");
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .header("content-type", "application/json");
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -166,84 +220,250 @@ fn vd_headers(secret: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revring_token_checks_and_application() {
     let h = Harness::start().await;
-    let a = h.attempt("rr", "revring", "+12127365000", Some("call_1")).await;
+    let a = h
+        .attempt("rr", "revring", "+12127365000", Some("call_1"))
+        .await;
     let now = Utc::now().to_rfc3339();
     let body = revring_call("call_1", "COMPLETED", &a, &now);
 
     // Missing or wrong token: 401, nothing changes.
     assert_eq!(h.post("/webhooks/revring", &[], body.clone()).await, 401);
-    assert_eq!(h.post("/webhooks/revring?token=nope", &[], body.clone()).await, 401);
-    assert_eq!(h.post("/webhooks/revring", &[("x-dialer-token", "nope".into())], body.clone()).await, 401);
+    assert_eq!(
+        h.post("/webhooks/revring?token=nope", &[], body.clone())
+            .await,
+        401
+    );
+    assert_eq!(
+        h.post(
+            "/webhooks/revring",
+            &[("x-dialer-token", "nope".into())],
+            body.clone()
+        )
+        .await,
+        401
+    );
     assert_eq!(h.attempt_row(&a).await[0].as_deref(), Some("placed"));
     // A provider with no secret refuses everything.
-    assert_eq!(h.post(&format!("/webhooks/nosecret?token={RR_SECRET}"), &[], body.clone()).await, 401);
+    assert_eq!(
+        h.post(
+            &format!("/webhooks/nosecret?token={RR_SECRET}"),
+            &[],
+            body.clone()
+        )
+        .await,
+        401
+    );
     // Over 1 MiB: 413 before anything else.
     let big = vec![b' '; 2 << 20];
-    assert_eq!(h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], big).await, 413);
+    assert_eq!(
+        h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], big)
+            .await,
+        413
+    );
     // Right token, unparsable body: 400.
-    assert_eq!(h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], b"{not json".to_vec()).await, 400);
+    assert_eq!(
+        h.post(
+            &format!("/webhooks/revring?token={RR_SECRET}"),
+            &[],
+            b"{not json".to_vec()
+        )
+        .await,
+        400
+    );
     assert_eq!(h.attempt_row(&a).await[0].as_deref(), Some("placed"));
 
     // Right token (query): applied.
-    assert_eq!(h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], body.clone()).await, 200);
+    assert_eq!(
+        h.post(
+            &format!("/webhooks/revring?token={RR_SECRET}"),
+            &[],
+            body.clone()
+        )
+        .await,
+        200
+    );
     assert_eq!(
         h.attempt_row(&a).await,
-        vec![Some("ended".into()), Some("completed".into()), Some("COMPLETED".into()), Some("Agreed to renew".into())]
+        vec![
+            Some("ended".into()),
+            Some("completed".into()),
+            Some("COMPLETED".into()),
+            Some("Agreed to renew".into())
+        ]
     );
-    assert_eq!(h.db.rows("SELECT status, last_outcome FROM leads WHERE campaign_id = 'rr'").await[0], vec![Some("completed".into()), Some("completed".into())]);
+    assert_eq!(
+        h.db.rows("SELECT status, last_outcome FROM leads WHERE campaign_id = 'rr'")
+            .await[0],
+        vec![Some("completed".into()), Some("completed".into())]
+    );
     // Duplicate (token in header this time): accepted, nothing changes.
-    assert_eq!(h.post("/webhooks/revring", &[("x-dialer-token", RR_SECRET.into())], body.clone()).await, 200);
+    assert_eq!(
+        h.post(
+            "/webhooks/revring",
+            &[("x-dialer-token", RR_SECRET.into())],
+            body.clone()
+        )
+        .await,
+        200
+    );
     // An older status after the final one never regresses it.
-    let older = revring_call("call_1", "ONGOING", &a, &(Utc::now() - Duration::minutes(5)).to_rfc3339());
-    assert_eq!(h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], older).await, 200);
+    let older = revring_call(
+        "call_1",
+        "ONGOING",
+        &a,
+        &(Utc::now() - Duration::minutes(5)).to_rfc3339(),
+    );
+    assert_eq!(
+        h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], older)
+            .await,
+        200
+    );
     assert_eq!(h.attempt_row(&a).await[0].as_deref(), Some("ended"));
     assert_eq!(h.attempt_row(&a).await[2].as_deref(), Some("COMPLETED"));
     // A call the daemon does not know: 202.
-    let stranger = revring_call("call_999", "COMPLETED", "00000000-0000-0000-0000-000000000000", &now);
-    assert_eq!(h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], stranger).await, 202);
+    let stranger = revring_call(
+        "call_999",
+        "COMPLETED",
+        "00000000-0000-0000-0000-000000000000",
+        &now,
+    );
+    assert_eq!(
+        h.post(
+            &format!("/webhooks/revring?token={RR_SECRET}"),
+            &[],
+            stranger
+        )
+        .await,
+        202
+    );
 
     // An attempt whose POST response was lost is matched by dialer_attempt_id.
     let lost = h.attempt("rr", "revring", "+12127365001", None).await;
     assert_eq!(h.attempt_row(&lost).await[0].as_deref(), Some("unknown"));
     let body = revring_call("call_2", "COMPLETED", &lost, &Utc::now().to_rfc3339());
-    assert_eq!(h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], body).await, 200);
-    assert_eq!(h.attempt_row(&lost).await[..2], [Some("ended".into()), Some("completed".into())]);
     assert_eq!(
-        h.db.rows(&format!("SELECT provider_call_id FROM call_attempts WHERE id = '{lost}'")).await[0][0].as_deref(),
+        h.post(&format!("/webhooks/revring?token={RR_SECRET}"), &[], body)
+            .await,
+        200
+    );
+    assert_eq!(
+        h.attempt_row(&lost).await[..2],
+        [Some("ended".into()), Some("completed".into())]
+    );
+    assert_eq!(
+        h.db.rows(&format!(
+            "SELECT provider_call_id FROM call_attempts WHERE id = '{lost}'"
+        ))
+        .await[0][0]
+            .as_deref(),
         Some("call_2")
     );
-    assert_eq!(h.db.rows("SELECT status FROM leads WHERE phone = '+12127365001'").await[0][0].as_deref(), Some("completed"));
+    assert_eq!(
+        h.db.rows("SELECT status FROM leads WHERE phone = '+12127365001'")
+            .await[0][0]
+            .as_deref(),
+        Some("completed")
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voicedock_signature_checks_and_application() {
     let h = Harness::start().await;
-    let a = h.attempt("vd", "voicedock", "+12127365002", Some("vd_call_1")).await;
+    let a = h
+        .attempt("vd", "voicedock", "+12127365002", Some("vd_call_1"))
+        .await;
     let body = voicedock_event("vd_call_1", &a, "end-of-call-report", "ended");
     let now = Utc::now().timestamp();
 
-    assert_eq!(h.post("/webhooks/voicedock", &[], body.clone()).await, 401, "no signature");
-    assert_eq!(h.post("/webhooks/voicedock", &vd_headers("wrong-secret", now, &body), body.clone()).await, 401, "wrong secret");
+    assert_eq!(
+        h.post("/webhooks/voicedock", &[], body.clone()).await,
+        401,
+        "no signature"
+    );
+    assert_eq!(
+        h.post(
+            "/webhooks/voicedock",
+            &vd_headers("wrong-secret", now, &body),
+            body.clone()
+        )
+        .await,
+        401,
+        "wrong secret"
+    );
     let mut tampered = body.clone();
     tampered.extend_from_slice(b" ");
-    assert_eq!(h.post("/webhooks/voicedock", &vd_headers(VD_SECRET, now, &body), tampered).await, 401, "body changed after signing");
-    assert_eq!(h.post("/webhooks/voicedock", &vd_headers(VD_SECRET, now - 301, &body), body.clone()).await, 401, "stale timestamp");
-    assert_eq!(h.attempt_row(&a).await[0].as_deref(), Some("placed"), "refused webhooks change nothing");
+    assert_eq!(
+        h.post(
+            "/webhooks/voicedock",
+            &vd_headers(VD_SECRET, now, &body),
+            tampered
+        )
+        .await,
+        401,
+        "body changed after signing"
+    );
+    assert_eq!(
+        h.post(
+            "/webhooks/voicedock",
+            &vd_headers(VD_SECRET, now - 301, &body),
+            body.clone()
+        )
+        .await,
+        401,
+        "stale timestamp"
+    );
+    assert_eq!(
+        h.attempt_row(&a).await[0].as_deref(),
+        Some("placed"),
+        "refused webhooks change nothing"
+    );
     let junk = b"[1,2".to_vec();
-    assert_eq!(h.post("/webhooks/voicedock", &vd_headers(VD_SECRET, now, &junk), junk).await, 400);
+    assert_eq!(
+        h.post(
+            "/webhooks/voicedock",
+            &vd_headers(VD_SECRET, now, &junk),
+            junk
+        )
+        .await,
+        400
+    );
 
-    assert_eq!(h.post("/webhooks/voicedock", &vd_headers(VD_SECRET, now, &body), body.clone()).await, 200);
+    assert_eq!(
+        h.post(
+            "/webhooks/voicedock",
+            &vd_headers(VD_SECRET, now, &body),
+            body.clone()
+        )
+        .await,
+        200
+    );
     let row = h.attempt_row(&a).await;
     assert_eq!(row[0].as_deref(), Some("ended"));
     assert_eq!(row[1].as_deref(), Some("completed"));
     assert_eq!(row[3].as_deref(), Some("Booked a visit"));
     // Duplicate delivery: accepted, nothing changes.
-    assert_eq!(h.post("/webhooks/voicedock", &vd_headers(VD_SECRET, now, &body), body.clone()).await, 200);
+    assert_eq!(
+        h.post(
+            "/webhooks/voicedock",
+            &vd_headers(VD_SECRET, now, &body),
+            body.clone()
+        )
+        .await,
+        200
+    );
     assert_eq!(h.attempt_row(&a).await, row);
     // A late status-update saying "ringing" never regresses the end.
     let late = voicedock_event("vd_call_1", &a, "status-update", "ringing");
-    assert_eq!(h.post("/webhooks/voicedock", &vd_headers(VD_SECRET, now, &late), late).await, 200);
+    assert_eq!(
+        h.post(
+            "/webhooks/voicedock",
+            &vd_headers(VD_SECRET, now, &late),
+            late
+        )
+        .await,
+        200
+    );
     assert_eq!(h.attempt_row(&a).await[0].as_deref(), Some("ended"));
     h.stop().await;
 }

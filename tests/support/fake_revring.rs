@@ -68,7 +68,10 @@ pub struct FakeRevRing {
 }
 
 impl FakeRevRing {
-    pub async fn start(api_key: &str, script: impl Fn(&str) -> Behaviour + Send + Sync + 'static) -> (Self, String) {
+    pub async fn start(
+        api_key: &str,
+        script: impl Fn(&str) -> Behaviour + Send + Sync + 'static,
+    ) -> (Self, String) {
         let fake = FakeRevRing {
             inner: Arc::default(),
             script: Arc::new(script),
@@ -95,7 +98,13 @@ impl FakeRevRing {
     }
 }
 
-fn call_json(id: &str, body: &Value, status: &str, started: Option<&str>, hangup: Option<&str>) -> Value {
+fn call_json(
+    id: &str,
+    body: &Value,
+    status: &str,
+    started: Option<&str>,
+    hangup: Option<&str>,
+) -> Value {
     json!({
         "id": id,
         "organizationId": "org_1",
@@ -122,16 +131,32 @@ fn final_call(id: &str, body: &Value, end: End) -> Value {
     match end {
         End::Completed => call_json(id, body, "COMPLETED", Some(&now), Some("USER_ENDED")),
         End::NoAnswer => call_json(id, body, "COMPLETED", None, None),
-        End::Voicemail => call_json(id, body, "COMPLETED", Some(&now), Some("VOICEMAIL_DETECTED")),
+        End::Voicemail => call_json(
+            id,
+            body,
+            "COMPLETED",
+            Some(&now),
+            Some("VOICEMAIL_DETECTED"),
+        ),
         End::Failed => call_json(id, body, "FAILED", None, None),
         End::Transferred => call_json(id, body, "TRANSFERRED", Some(&now), None),
     }
 }
 
-async fn place(State(f): State<FakeRevRing>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn place(
+    State(f): State<FakeRevRing>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let to = body["toNumber"].as_str().unwrap_or_default().to_string();
-    let attempt_id = body["variables"]["dialer_attempt_id"].as_str().unwrap_or_default().to_string();
-    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let attempt_id = body["variables"]["dialer_attempt_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let record = |answered: u16| {
         f.inner.lock().unwrap().requests.push(Received {
             to: to.clone(),
@@ -143,11 +168,22 @@ async fn place(State(f): State<FakeRevRing>, headers: HeaderMap, Json(body): Jso
     };
     if api_key.as_deref() != Some(f.api_key.as_str()) {
         record(401);
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "Invalid API key"}}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"message": "Invalid API key"}})),
+        )
+            .into_response();
     }
-    if body["skipQueue"] != json!(true) || body["agentId"].as_str().is_none() || attempt_id.is_empty() {
+    if body["skipQueue"] != json!(true)
+        || body["agentId"].as_str().is_none()
+        || attempt_id.is_empty()
+    {
         record(400);
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "bad request shape"}}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": "bad request shape"}})),
+        )
+            .into_response();
     }
     let behaviour = (f.script)(&to);
     let (ms, end, lose) = match behaviour {
@@ -179,7 +215,8 @@ async fn place(State(f): State<FakeRevRing>, headers: HeaderMap, Json(body): Jso
         let mut g = f.inner.lock().unwrap();
         g.next_id += 1;
         let id = format!("call_{:05}", g.next_id);
-        g.calls.insert(id.clone(), call_json(&id, &body, "QUEUED", None, None));
+        g.calls
+            .insert(id.clone(), call_json(&id, &body, "QUEUED", None, None));
         id
     };
     record(201);
@@ -188,10 +225,21 @@ async fn place(State(f): State<FakeRevRing>, headers: HeaderMap, Json(body): Jso
     let id2 = id.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        f2.inner.lock().unwrap().calls.insert(id2.clone(), fin.clone());
+        f2.inner
+            .lock()
+            .unwrap()
+            .calls
+            .insert(id2.clone(), fin.clone());
         let url = f2.webhook_url.lock().unwrap().clone();
         if let Some(url) = url {
-            let answer = f2.client.post(url).json(&fin).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            let answer = f2
+                .client
+                .post(url)
+                .json(&fin)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
             let mut g = f2.inner.lock().unwrap();
             g.webhooks_sent += 1;
             g.webhook_answers.push(answer);
@@ -201,16 +249,41 @@ async fn place(State(f): State<FakeRevRing>, headers: HeaderMap, Json(body): Jso
         // Longer than the daemon's request timeout.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    let call = f.inner.lock().unwrap().calls.get(&id).cloned().unwrap_or(Value::Null);
+    let call = f
+        .inner
+        .lock()
+        .unwrap()
+        .calls
+        .get(&id)
+        .cloned()
+        .unwrap_or(Value::Null);
     (StatusCode::CREATED, Json(json!({ "data": call }))).into_response()
 }
 
-async fn batch_get(State(f): State<FakeRevRing>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn batch_get(
+    State(f): State<FakeRevRing>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(f.api_key.as_str()) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "Invalid API key"}}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"message": "Invalid API key"}})),
+        )
+            .into_response();
     }
-    let ids: Vec<String> = body["ids"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    let ids: Vec<String> = body["ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     let g = f.inner.lock().unwrap();
-    let calls: Vec<Value> = ids.iter().filter_map(|id| g.calls.get(id).cloned()).collect();
+    let calls: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| g.calls.get(id).cloned())
+        .collect();
     Json(json!({ "data": calls })).into_response()
 }

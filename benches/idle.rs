@@ -1,0 +1,155 @@
+//! With 1,000,000 pending leads of which none is callable (the window is
+//! closed until tomorrow), how much CPU does the daemon use while it waits?
+//! And what does one claim cost with that many leads in the table?
+//!
+//! `cargo bench --bench idle` (SQLite; set DIALER_BENCH_POSTGRES=postgres://...
+//! to run it on PostgreSQL too). Prints figures; asserts nothing.
+
+use dialer::clock::Clock;
+use dialer::daemon::Daemon;
+use dialer::engine;
+use dialer::store::{ClaimLimits, Store};
+use std::time::{Duration, Instant};
+
+const LEADS: i64 = 1_000_000;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// This process's user + system CPU time, from /proc (Linux).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+fn config(dir: &std::path::Path, url: &str) -> dialer::config::Loaded {
+    std::fs::create_dir_all(dir.join("campaigns")).unwrap();
+    std::fs::write(
+        dir.join("dialer.toml"),
+        format!(
+            "campaigns_dir = \"campaigns\"\n[database]\nurl = \"{url}\"\n[log]\nlevel = \"warn\"\n[providers.sim]\nkind = \"simulated\"\npoll_interval = \"5s\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("campaigns/big.toml"),
+        "id = \"big\"\nprovider = \"sim\"\ntimezone = \"America/New_York\"\n[window]\nweekly = [\"mon-fri 09:00-17:00\"]\n",
+    )
+    .unwrap();
+    dialer::config::load(&dir.join("dialer.toml")).unwrap()
+}
+
+async fn run(
+    name: &str,
+    store: std::sync::Arc<dyn Store>,
+    fill: impl std::future::Future<Output = ()>,
+    loaded: dialer::config::Loaded,
+) {
+    store.migrate().await.unwrap();
+    let t = Instant::now();
+    fill.await;
+    println!(
+        "[{name}] inserted {LEADS} pending leads due tomorrow in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let now = chrono::Utc::now();
+    let limits = ClaimLimits {
+        campaign_id: "big".into(),
+        provider: "sim".into(),
+        max_concurrent: 10,
+        provider_max_concurrent: 20,
+        batch: 100,
+    };
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let got = store
+            .claim(&limits, "bench", now, now + chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    println!(
+        "[{name}] empty claim over {LEADS} leads: median {:?}, p90 {:?}",
+        samples[25], samples[45]
+    );
+
+    let daemon = Daemon::new(store.clone(), Clock::system(), &loaded).unwrap();
+    daemon.set_campaigns(&loaded.campaigns).await.unwrap();
+    let running = engine::start(daemon, None);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    tokio::time::sleep(WAIT).await;
+    let (cpu, wall) = (cpu_time() - cpu0, t0.elapsed());
+    running.stop(Duration::from_secs(2)).await;
+    println!(
+        "[{name}] waiting with nothing callable: {:.3} s CPU in {:.1} s wall = {:.2}% of one core (includes the database's work only for SQLite, which runs in-process)",
+        cpu.as_secs_f64(),
+        wall.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let loaded = config(dir.path(), &url);
+    let store = dialer::store::SqliteStore::connect(&url, 4).await.unwrap();
+    let pool = store.pool().clone();
+    let tomorrow0 = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let tomorrow = tomorrow0.clone();
+    let fill = async move {
+        sqlx::query(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {LEADS} - 1)
+             INSERT INTO leads (campaign_id, phone, next_attempt_at) SELECT 'big', '+1212' || printf('%07d', i), '{tomorrow}' FROM n"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    };
+    run("sqlite", std::sync::Arc::new(store), fill, loaded).await;
+
+    if let Ok(admin) = std::env::var("DIALER_BENCH_POSTGRES") {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("dialer_bench_{}", std::process::id());
+        let admin_pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin_pool)
+            .await
+            .unwrap();
+        let mut u = reqwest::Url::parse(&admin).unwrap();
+        u.set_path(&format!("/{name}"));
+        let url = u.to_string();
+        let loaded = config(dir.path(), &url);
+        let store = dialer::store::PgStore::connect(&url, 4).await.unwrap();
+        let pool = store.pool().clone();
+        let tomorrow = tomorrow0.clone();
+        let fill = async move {
+            sqlx::query(&format!(
+                "INSERT INTO leads (campaign_id, phone, next_attempt_at)
+                 SELECT 'big', '+1212' || lpad(i::text, 7, '0'), '{tomorrow}'::timestamptz FROM generate_series(0, {LEADS} - 1) i"
+            ))
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query("ANALYZE leads").execute(&pool).await.unwrap();
+        };
+        run("postgres", std::sync::Arc::new(store), fill, loaded).await;
+        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&admin_pool)
+            .await;
+    }
+}
