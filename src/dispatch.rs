@@ -197,6 +197,13 @@ impl Dispatcher {
         if verdict.callable {
             return Ok(Some(lead));
         }
+        self.not_callable(&lead, &verdict, now).await?;
+        Ok(None)
+    }
+
+    /// Hands back a lead the rules block: skipped for a permanent reason,
+    /// otherwise pending at the next instant it may be called.
+    async fn not_callable(&self, lead: &ClaimedLead, verdict: &crate::schedule::Verdict, now: DateTime<Utc>) -> anyhow::Result<()> {
         let b = &verdict.blocked_by;
         let next = if b.contains(&Rule::DoNotCall) {
             LeadNext::finished(LeadStatus::Skipped, SkipReason::DoNotCall.as_str())
@@ -205,15 +212,12 @@ impl Dispatcher {
         } else {
             // Keep `next_attempt_at` at an instant the lead may be called, so
             // the claim only returns callable leads; re-checked at claim time.
-            let at = verdict
-                .next_callable_at
-                .filter(|t| *t > now)
-                .unwrap_or(now + Duration::days(1));
+            let at = verdict.next_callable_at.filter(|t| *t > now).unwrap_or(now + Duration::days(1));
             LeadNext::pending(at, None)
         };
-        tracing::debug!(campaign = %l.campaign_id, lead = l.id, blocked_by = ?b, "not callable now");
-        d.store.release(&lead, &next, now).await?;
-        Ok(None)
+        tracing::debug!(campaign = %lead.lead.campaign_id, lead = lead.lead.id, blocked_by = ?b, "not callable now");
+        self.daemon.store.release(lead, &next, now).await?;
+        Ok(())
     }
 
     async fn verdict(
