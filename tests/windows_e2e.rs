@@ -63,7 +63,7 @@ async fn several_days(db: TestDb) {
     // Friday 30 Oct 2026, 20:00 UTC: Paris changes to winter time on Sunday
     // 25 Oct, New York on Sunday 1 Nov, inside the run.
     let start: DateTime<Utc> = "2026-10-30T20:00:00Z".parse().unwrap();
-    let clock = Clock::scaled(start, 7200.0);
+    let clock = Clock::scaled(start, 21600.0);
     let extra = "";
     let mut daemon_toml = support::sim_daemon_toml(&db.url, extra);
     daemon_toml = daemon_toml

@@ -92,6 +92,26 @@ impl TestDb {
     }
 }
 
+/// A PostgreSQL column as the text the SQLite backend would hold.
+fn pg_text(r: &sqlx::postgres::PgRow, i: usize) -> Option<String> {
+    if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+        return v;
+    }
+    if let Ok(v) = r.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(i) {
+        return v.map(dialer::domain::rfc3339);
+    }
+    if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    if let Ok(v) = r.try_get::<Option<i32>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    r.try_get::<Option<serde_json::Value>, _>(i).expect("a text-like column").map(|v| v.to_string())
+}
+
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
