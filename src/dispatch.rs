@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Most leads taken by one claim.
 const CLAIM_BATCH: u32 = 100;
@@ -203,7 +204,12 @@ impl Dispatcher {
 
     /// Hands back a lead the rules block: skipped for a permanent reason,
     /// otherwise pending at the next instant it may be called.
-    async fn not_callable(&self, lead: &ClaimedLead, verdict: &crate::schedule::Verdict, now: DateTime<Utc>) -> anyhow::Result<()> {
+    async fn not_callable(
+        &self,
+        lead: &ClaimedLead,
+        verdict: &crate::schedule::Verdict,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         let b = &verdict.blocked_by;
         let next = if b.contains(&Rule::DoNotCall) {
             LeadNext::finished(LeadStatus::Skipped, SkipReason::DoNotCall.as_str())
@@ -212,7 +218,10 @@ impl Dispatcher {
         } else {
             // Keep `next_attempt_at` at an instant the lead may be called, so
             // the claim only returns callable leads; re-checked at claim time.
-            let at = verdict.next_callable_at.filter(|t| *t > now).unwrap_or(now + Duration::days(1));
+            let at = verdict
+                .next_callable_at
+                .filter(|t| *t > now)
+                .unwrap_or(now + Duration::days(1));
             LeadNext::pending(at, None)
         };
         tracing::debug!(campaign = %lead.lead.campaign_id, lead = lead.lead.id, blocked_by = ?b, "not callable now");
@@ -293,7 +302,22 @@ impl Dispatcher {
             return Ok(());
         };
         let span = tracing::info_span!("attempt", campaign = %c.id, lead = lead.lead.id, attempt = %attempt.id, n = attempt.attempt);
-        let _enter = span.enter();
+        self.place(lead, attempt, from, unknown_due)
+            .instrument(span)
+            .await
+    }
+
+    /// Sends the request for a committed attempt and records the answer.
+    async fn place(
+        &self,
+        lead: ClaimedLead,
+        attempt: crate::domain::Attempt,
+        from: Option<String>,
+        unknown_due: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let d = &self.daemon;
+        let c = &self.campaign;
+        let p = &self.provider;
         let req = PlaceRequest {
             attempt_id: attempt.id.clone(),
             to: lead.lead.phone.clone(),

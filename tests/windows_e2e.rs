@@ -37,7 +37,13 @@ local_hours = "08:00-21:00"
 max_attempts_per_day = 2
 "#;
 
-const ZONES: [&str; 5] = ["America/New_York", "America/Los_Angeles", "Europe/Paris", "Asia/Kolkata", "Australia/Lord_Howe"];
+const ZONES: [&str; 5] = [
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/Paris",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+];
 
 /// The window, written again independently: is this instant inside it for this zone?
 fn inside(at: DateTime<Utc>, tz: Tz) -> bool {
@@ -71,7 +77,9 @@ async fn several_days(db: TestDb) {
         .replace("poll_interval = \"10s\"", "poll_interval = \"2m\"")
         + "outcomes = { no_answer = 0.7, busy = 0.2, completed = 0.1 }\n";
     let loaded = support::write_config(dir.path(), &daemon_toml, &[("c1.toml", CAMPAIGN)]);
-    dialer::daemon::sync_campaign_rows(db.store.as_ref(), &loaded.campaigns, clock.now()).await.unwrap();
+    dialer::daemon::sync_campaign_rows(db.store.as_ref(), &loaded.campaigns, clock.now())
+        .await
+        .unwrap();
     let leads: Vec<NewLead> = (0..100)
         .map(|i| NewLead {
             phone: format!("+1212736{:04}", i),
@@ -80,9 +88,19 @@ async fn several_days(db: TestDb) {
             variables: Map::new(),
         })
         .collect();
-    db.store.insert_leads("c1", &leads, clock.now()).await.unwrap();
+    db.store
+        .insert_leads("c1", &leads, clock.now())
+        .await
+        .unwrap();
     let dnc = "+12127360042".to_string();
-    db.store.add_dnc(std::slice::from_ref(&dnc), "asked not to be called", clock.now()).await.unwrap();
+    db.store
+        .add_dnc(
+            std::slice::from_ref(&dnc),
+            "asked not to be called",
+            clock.now(),
+        )
+        .await
+        .unwrap();
 
     let daemon = Daemon::new(db.store.clone(), clock.clone(), &loaded).unwrap();
     daemon.set_campaigns(&loaded.campaigns).await.unwrap();
@@ -105,23 +123,51 @@ async fn several_days(db: TestDb) {
         let raw = r[2].as_deref().unwrap();
         let at: DateTime<Utc> = DateTime::parse_from_rfc3339(raw)
             .map(|t| t.with_timezone(&Utc))
-            .or_else(|_| chrono::NaiveDateTime::parse_from_str(&raw[..19], "%Y-%m-%d %H:%M:%S").map(|n| n.and_utc()))
+            .or_else(|_| {
+                chrono::NaiveDateTime::parse_from_str(&raw[..19], "%Y-%m-%d %H:%M:%S")
+                    .map(|n| n.and_utc())
+            })
             .unwrap();
         if !inside(at, tz) {
-            outside.push(format!("{} {} at {} local", r[0].as_deref().unwrap(), tz, at.with_timezone(&tz)));
+            outside.push(format!(
+                "{} {} at {} local",
+                r[0].as_deref().unwrap(),
+                tz,
+                at.with_timezone(&tz)
+            ));
         }
         by_phone.entry(r[0].clone().unwrap()).or_default().push(at);
     }
-    assert!(outside.is_empty(), "{} calls outside the window: {:?}", outside.len(), &outside[..outside.len().min(10)]);
-    assert!(!by_phone.contains_key(&dnc), "a do-not-call number was called");
+    assert!(
+        outside.is_empty(),
+        "{} calls outside the window: {:?}",
+        outside.len(),
+        &outside[..outside.len().min(10)]
+    );
+    assert!(
+        !by_phone.contains_key(&dnc),
+        "a do-not-call number was called"
+    );
     for (phone, times) in &by_phone {
         for w in times.windows(3) {
-            assert!(w[2] - w[0] >= Duration::hours(24), "{phone}: 3 calls within 24 h: {w:?}");
+            assert!(
+                w[2] - w[0] >= Duration::hours(24),
+                "{phone}: 3 calls within 24 h: {w:?}"
+            );
         }
     }
     // Calls happened on several days, in several zones.
-    let days: std::collections::BTreeSet<_> = by_phone.values().flatten().map(|t| t.date_naive()).collect();
+    let days: std::collections::BTreeSet<_> = by_phone
+        .values()
+        .flatten()
+        .map(|t| t.date_naive())
+        .collect();
     assert!(days.len() >= 4, "calls on {} days only", days.len());
-    let dnc_status = db.rows("SELECT status, last_outcome FROM leads WHERE phone = '+12127360042'").await;
-    assert_eq!(dnc_status[0], vec![Some("skipped".into()), Some("do_not_call".into())]);
+    let dnc_status = db
+        .rows("SELECT status, last_outcome FROM leads WHERE phone = '+12127360042'")
+        .await;
+    assert_eq!(
+        dnc_status[0],
+        vec![Some("skipped".into()), Some("do_not_call".into())]
+    );
 }

@@ -109,7 +109,9 @@ fn pg_text(r: &sqlx::postgres::PgRow, i: usize) -> Option<String> {
     if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
         return v.map(|v| v.to_string());
     }
-    r.try_get::<Option<serde_json::Value>, _>(i).expect("a text-like column").map(|v| v.to_string())
+    r.try_get::<Option<serde_json::Value>, _>(i)
+        .expect("a text-like column")
+        .map(|v| v.to_string())
 }
 
 pub async fn sqlite() -> TestDb {
