@@ -2,7 +2,11 @@
 //! classifies every answer (`PlaceResult`) so the lifecycle decides in one
 //! place what it means; none retries a "place call" request (SPEC promise 1).
 
+pub mod elemente;
+pub mod http;
+pub mod revring;
 pub mod simulated;
+pub mod voicedock;
 
 use crate::clock::Clock;
 use crate::config::{ProviderConfig, ProviderKind};
@@ -131,9 +135,8 @@ pub trait Provider: Send + Sync {
 pub fn build(cfg: &ProviderConfig, clock: &Clock) -> anyhow::Result<Arc<dyn Provider>> {
     Ok(match cfg.kind {
         ProviderKind::Simulated => Arc::new(simulated::Simulated::new(cfg, clock.clone())),
-        kind => anyhow::bail!(
-            "provider `{}`: kind {kind:?} is not available in this build",
-            cfg.name
-        ),
+        ProviderKind::RevRing => Arc::new(revring::RevRing::new(cfg, clock.clone())?),
+        ProviderKind::VoiceDock => Arc::new(voicedock::VoiceDock::new(cfg, clock.clone())?),
+        ProviderKind::Elemente => Arc::new(elemente::Elemente::new(cfg, clock.clone())?),
     })
 }
