@@ -312,3 +312,18 @@ async fn poll_rate_limited_and_unauthorized() {
         Err(ProviderError::Unusable(_))
     ));
 }
+
+#[tokio::test]
+async fn echoed_credentials_are_scrubbed_from_messages() {
+    let r = place_with(ResponseTemplate::new(401).set_body_json(json!({
+        "error": format!("bad header {BASIC} for password {PASSWORD}")
+    })))
+    .await;
+    match r {
+        PlaceResult::Unusable { message } => {
+            assert!(!message.contains("YWNtZTplbC1wYXNzLTEyMw=="), "{message}");
+            assert!(!message.contains(PASSWORD), "{message}");
+        }
+        other => panic!("expected Unusable, got {other:?}"),
+    }
+}

@@ -21,6 +21,9 @@ pub struct Elemente {
     base: String,
     username: String,
     key: Secret,
+    /// The encoded `Authorization` value, kept only to scrub it from
+    /// messages should a provider ever echo it back.
+    basic: Secret,
     client: reqwest::Client,
     clock: Clock,
 }
@@ -34,18 +37,34 @@ impl Elemente {
                 cfg.name
             ),
         };
+        let key = http::api_key(cfg)?;
+        let client = http::client(cfg)?;
+        let basic = client
+            .get(http::base_url(cfg))
+            .basic_auth(&username, Some(&key))
+            .build()
+            .ok()
+            .and_then(|r| {
+                r.headers()
+                    .get(reqwest::header::AUTHORIZATION)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.strip_prefix("Basic "))
+                    .map(String::from)
+            })
+            .unwrap_or_default();
         Ok(Elemente {
             name: cfg.name.clone(),
             base: http::base_url(cfg),
             username,
-            key: Secret::new(http::api_key(cfg)?),
-            client: http::client(cfg)?,
+            key: Secret::new(key),
+            basic: Secret::new(basic),
+            client,
             clock,
         })
     }
 
     fn secrets(&self) -> Vec<&str> {
-        vec![self.key.expose()]
+        vec![self.key.expose(), self.basic.expose()]
     }
 }
 

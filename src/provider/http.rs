@@ -21,9 +21,13 @@ const MAX_QUOTE: usize = 300;
 /// default replay of HTTP/2 protocol NACKs is switched off.
 pub fn client(cfg: &ProviderConfig) -> anyhow::Result<reqwest::Client> {
     let timeout = cfg.request_timeout;
+    // The connect timeout fires a little before the whole-request one, so a
+    // server that never accepts the connection is reported as "not sent"
+    // (the request is safe to send again) rather than as a timeout of
+    // unknown fate.
     Ok(reqwest::Client::builder()
         .timeout(timeout)
-        .connect_timeout(timeout)
+        .connect_timeout(timeout.mul_f64(0.9))
         .retry(reqwest::retry::never())
         .user_agent(concat!("dialer/", env!("CARGO_PKG_VERSION")))
         .build()?)

@@ -434,10 +434,18 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// (status, end reason, answered, expected outcome).
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Option<bool>,
+        Option<Outcome>,
+    );
+
     #[test]
     fn status_mapping_table() {
         use Outcome::*;
-        let cases: &[(&str, Option<&str>, Option<bool>, Option<Outcome>)] = &[
+        let cases: &[Case] = &[
             ("dialing", None, None, None),
             ("connecting", None, None, None),
             ("ringing", None, None, None),
