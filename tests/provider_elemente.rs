@@ -327,3 +327,28 @@ async fn echoed_credentials_are_scrubbed_from_messages() {
         other => panic!("expected Unusable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn probe_lists_recent_calls() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/calls"))
+        .and(header("authorization", BASIC))
+        .and(query_param("channel", "call"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert!(adapter(&server.uri()).probe().await.is_ok());
+    server.verify().await;
+
+    let refused = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&refused)
+        .await;
+    assert!(matches!(
+        adapter(&refused.uri()).probe().await,
+        Err(ProviderError::Unusable(_))
+    ));
+}

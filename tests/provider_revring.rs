@@ -363,3 +363,27 @@ async fn poll_rate_limited_and_unauthorized() {
         other => panic!("expected Unusable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn probe_asks_for_a_call_that_cannot_exist() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/calls/00000000-0000-0000-0000-000000000000"))
+        .and(header("x-api-key", KEY))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "Call not found"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert!(adapter(&server.uri()).probe().await.is_ok());
+    server.verify().await;
+
+    let refused = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&refused)
+        .await;
+    assert!(matches!(
+        adapter(&refused.uri()).probe().await,
+        Err(ProviderError::Unusable(_))
+    ));
+}

@@ -380,3 +380,32 @@ async fn poll_rate_limited_and_payment_required() {
         Err(ProviderError::Unusable(_))
     ));
 }
+
+#[tokio::test]
+async fn probe_lists_one_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/calls"))
+        .and(query_param("limit", "1"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"calls": [], "pagination": {"total": 0, "limit": 1, "offset": 0}}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert!(adapter(&server.uri()).probe().await.is_ok());
+    server.verify().await;
+
+    let broke = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(402).set_body_json(json!({"error": "Insufficient credits"})),
+        )
+        .mount(&broke)
+        .await;
+    assert!(matches!(
+        adapter(&broke.uri()).probe().await,
+        Err(ProviderError::Unusable(_))
+    ));
+}

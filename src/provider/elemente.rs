@@ -265,6 +265,25 @@ impl Provider for Elemente {
         }
         Ok(out)
     }
+
+    /// Lists the last minute's calls: proves the credentials work without
+    /// placing anything.
+    async fn probe(&self) -> Result<(), ProviderError> {
+        let now = self.clock.now();
+        let rb = self
+            .client
+            .get(format!("{}/api/v1/calls", self.base))
+            .basic_auth(&self.username, Some(self.key.expose()))
+            .query(&[
+                (
+                    "dateRange[from]",
+                    crate::domain::rfc3339(now - chrono::Duration::minutes(1)),
+                ),
+                ("dateRange[to]", crate::domain::rfc3339(now)),
+                ("channel", "call".to_string()),
+            ]);
+        http::send_poll(rb, now, &self.secrets()).await.map(|_| ())
+    }
 }
 
 #[cfg(test)]

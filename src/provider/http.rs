@@ -255,8 +255,9 @@ pub struct Vocabulary {
     /// Body fields that carry the lead's number (`toNumber`, `destination`,
     /// `customerPhone`); an error about one of them refuses the number.
     pub number_fields: &'static [&'static str],
-    /// Words naming the agent (or skill) a 404 can be about; a 404 naming one
-    /// means the campaign's configuration is wrong, not the lead.
+    /// Words naming what a campaign configures (agent, skill, caller number
+    /// id) that a 404 can be about; a 404 naming one means the campaign's
+    /// configuration is wrong, not the lead, and no call would go through.
     pub agent_words: &'static [&'static str],
 }
 
@@ -498,6 +499,20 @@ fn same_number(a: &str, b: &str) -> bool {
     !a.is_empty() && a == b
 }
 
+/// One URL path segment: a provider's call id is put in a path as data, so
+/// anything but unreserved and harmless characters is percent-encoded.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~+@:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A body quoted in an error: trimmed and cut to a readable length.
 pub fn quote(s: &str) -> String {
     let s = s.trim();
@@ -651,6 +666,12 @@ mod tests {
             br#"{"error":"Validation failed","details":{"destination":"invalid"}}"#,
         );
         assert!(d.message.contains("destination"), "{}", d.message);
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(segment("call-_+3162_Xq"), "call-_+3162_Xq");
+        assert_eq!(segment("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
     }
 
     #[test]

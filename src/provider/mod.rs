@@ -123,6 +123,13 @@ pub trait Provider: Send + Sync {
         50
     }
 
+    /// Checks, without placing a call, that the provider answers and accepts
+    /// the credentials: lets a provider paused as unusable be resumed. The
+    /// default (for providers with nothing to ask) always succeeds.
+    async fn probe(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Checks the signature or token of a webhook, then parses it.
     fn webhook(&self, _req: &WebhookRequest<'_>) -> Result<Vec<CallStatus>, WebhookError> {
         Err(WebhookError::Unauthorized(

@@ -13,6 +13,9 @@ use serde_json::json;
 /// Most ids `batch-get` accepts in one request.
 const BATCH: usize = 100;
 
+/// A call id no call has: what `probe` asks for.
+const PROBE_ID: &str = "00000000-0000-0000-0000-000000000000";
+
 const VOCAB: Vocabulary = Vocabulary {
     number_fields: &["toNumber", "to_number"],
     agent_words: &["agent"],
@@ -213,6 +216,17 @@ impl Provider for RevRing {
 
     fn poll_batch_size(&self) -> usize {
         BATCH
+    }
+
+    /// Looks up a call id that cannot exist: 404 proves the key works.
+    async fn probe(&self) -> Result<(), ProviderError> {
+        let rb = self
+            .client
+            .get(format!("{}/v1/calls/{PROBE_ID}", self.base))
+            .header("x-api-key", self.key.expose());
+        http::send_poll(rb, self.clock.now(), &self.secrets())
+            .await
+            .map(|_| ())
     }
 
     /// RevRing documents no signing: the request must carry the provider's

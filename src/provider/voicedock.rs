@@ -21,7 +21,7 @@ const LIST_MAX_PAGES: usize = 10;
 
 const VOCAB: Vocabulary = Vocabulary {
     number_fields: &["destination"],
-    agent_words: &["assistant", "agent"],
+    agent_words: &["assistant", "agent", "number_id"],
 };
 
 pub struct VoiceDock {
@@ -361,7 +361,7 @@ impl Provider for VoiceDock {
             };
             known.insert(id.clone());
             let Some(v) = http::send_poll(
-                self.get(&format!("/calls/{id}")),
+                self.get(&format!("/calls/{}", http::segment(id))),
                 self.clock.now(),
                 &secrets,
             )
@@ -413,6 +413,14 @@ impl Provider for VoiceDock {
     /// account's 100 requests a minute.
     fn poll_batch_size(&self) -> usize {
         20
+    }
+
+    /// Lists one call: proves the key works without placing anything.
+    async fn probe(&self) -> Result<(), ProviderError> {
+        let rb = self.get("/calls").query(&[("limit", "1")]);
+        http::send_poll(rb, self.clock.now(), &self.secrets())
+            .await
+            .map(|_| ())
     }
 
     fn webhook(&self, req: &WebhookRequest<'_>) -> Result<Vec<CallStatus>, WebhookError> {
