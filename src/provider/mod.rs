@@ -2,7 +2,11 @@
 //! classifies every answer (`PlaceResult`) so the lifecycle decides in one
 //! place what it means; none retries a "place call" request (SPEC promise 1).
 
+pub mod elemente;
+pub mod http;
+pub mod revring;
 pub mod simulated;
+pub mod voicedock;
 
 use crate::clock::Clock;
 use crate::config::{ProviderConfig, ProviderKind};
@@ -119,6 +123,13 @@ pub trait Provider: Send + Sync {
         50
     }
 
+    /// Checks, without placing a call, that the provider answers and accepts
+    /// the credentials: lets a provider paused as unusable be resumed. The
+    /// default (for providers with nothing to ask) always succeeds.
+    async fn probe(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// Checks the signature or token of a webhook, then parses it.
     fn webhook(&self, _req: &WebhookRequest<'_>) -> Result<Vec<CallStatus>, WebhookError> {
         Err(WebhookError::Unauthorized(
@@ -131,9 +142,8 @@ pub trait Provider: Send + Sync {
 pub fn build(cfg: &ProviderConfig, clock: &Clock) -> anyhow::Result<Arc<dyn Provider>> {
     Ok(match cfg.kind {
         ProviderKind::Simulated => Arc::new(simulated::Simulated::new(cfg, clock.clone())),
-        kind => anyhow::bail!(
-            "provider `{}`: kind {kind:?} is not available in this build",
-            cfg.name
-        ),
+        ProviderKind::RevRing => Arc::new(revring::RevRing::new(cfg, clock.clone())?),
+        ProviderKind::VoiceDock => Arc::new(voicedock::VoiceDock::new(cfg, clock.clone())?),
+        ProviderKind::Elemente => Arc::new(elemente::Elemente::new(cfg, clock.clone())?),
     })
 }
