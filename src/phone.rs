@@ -45,24 +45,11 @@ mod tests {
 
     #[test]
     fn normalises_national_and_international() {
-        assert_eq!(
-            normalize("(212) 555-0123", Some("US"))
-                .unwrap_err()
-                .contains("valid"),
-            true
-        );
+        assert_eq!(normalize("(212) 555-0123", Some("US")).unwrap_err().contains("valid"), true);
         assert_eq!(normalize("+1 212-736-5000", None).unwrap(), "+12127365000");
-        assert_eq!(
-            normalize("212 736 5000", Some("us")).unwrap(),
-            "+12127365000"
-        );
-        assert_eq!(
-            normalize("01 42 68 53 00", Some("FR")).unwrap(),
-            "+33142685300"
-        );
-        assert!(normalize("212 736 5000", None)
-            .unwrap_err()
-            .contains("--region"));
+        assert_eq!(normalize("212 736 5000", Some("us")).unwrap(), "+12127365000");
+        assert_eq!(normalize("01 42 68 53 00", Some("FR")).unwrap(), "+33142685300");
+        assert!(normalize("212 736 5000", None).unwrap_err().contains("--region"));
         assert!(normalize("hello", Some("US")).is_err());
         assert!(is_e164("+12127365000"));
         assert!(!is_e164("12127365000"));

@@ -172,10 +172,7 @@ pub fn load_campaign(
                 let known: Vec<&str> = daemon.providers.keys().map(String::as_str).collect();
                 t.problem(
                     "provider",
-                    format!(
-                        "`{p}` is not a provider of the daemon file (known: {})",
-                        known.join(", ")
-                    ),
+                    format!("`{p}` is not a provider of the daemon file (known: {})", known.join(", ")),
                 );
                 None
             }
@@ -183,8 +180,7 @@ pub fn load_campaign(
         None => None,
     };
     let agent_id = if provider_kind == Some(ProviderKind::Simulated) {
-        t.opt::<String>("agent_id")
-            .unwrap_or_else(|| "simulated".into())
+        t.opt::<String>("agent_id").unwrap_or_else(|| "simulated".into())
     } else {
         t.req::<String>("agent_id").unwrap_or_default()
     };
@@ -199,10 +195,7 @@ pub fn load_campaign(
         }
         for n in &from_numbers {
             if !crate::phone::is_e164(n) {
-                t.problem(
-                    "from_numbers",
-                    format!("`{n}` is not an E.164 number (+15551230001)"),
-                );
+                t.problem("from_numbers", format!("`{n}` is not an E.164 number (+15551230001)"));
             }
         }
     }
@@ -211,8 +204,7 @@ pub fn load_campaign(
             .map_err(|_| format!("`{v}` is not an IANA time zone (e.g. America/New_York)"))
     });
     let date = |v: &str| {
-        NaiveDate::parse_from_str(v, "%Y-%m-%d")
-            .map_err(|_| format!("`{v}` is not a date (YYYY-MM-DD)"))
+        NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| format!("`{v}` is not a date (YYYY-MM-DD)"))
     };
     let starts = t.parsed("starts", date);
     let ends = t.parsed("ends", date);

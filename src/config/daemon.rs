@@ -97,10 +97,7 @@ pub struct SimConfig {
     pub outcomes: Vec<(Outcome, f64)>,
 }
 
-pub(super) fn load(
-    path: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<DaemonConfig, Vec<super::Problem>> {
+pub(super) fn load(path: &Path, warnings: &mut Vec<String>) -> Result<DaemonConfig, Vec<super::Problem>> {
     let mut problems = Problems::new(path);
     let Some(map) = read_toml(path, Some("DIALER"), &mut problems) else {
         return Err(problems.list);
@@ -153,9 +150,7 @@ pub(super) fn load(
             if let Some(f) = l.parsed("format", |v| match v {
                 "text" => Ok(LogFormat::Text),
                 "json" => Ok(LogFormat::Json),
-                other => Err(format!(
-                    "`{other}` is not a log format; expected text or json"
-                )),
+                other => Err(format!("`{other}` is not a log format; expected text or json")),
             }) {
                 format = f;
             }
@@ -235,15 +230,13 @@ fn provider(
     mut t: Table<'_>,
     warnings: &mut Vec<String>,
 ) -> Option<ProviderConfig> {
-    let kind = t
-        .req::<String>("kind")
-        .and_then(|k| match ProviderKind::parse(&k) {
-            Ok(kind) => Some(kind),
-            Err(why) => {
-                t.problem("kind", why);
-                None
-            }
-        });
+    let kind = t.req::<String>("kind").and_then(|k| match ProviderKind::parse(&k) {
+        Ok(kind) => Some(kind),
+        Err(why) => {
+            t.problem("kind", why);
+            None
+        }
+    });
     let base_url = t.opt::<String>("base_url");
     if let Some(u) = &base_url {
         if reqwest::Url::parse(u).is_err() {
@@ -324,10 +317,7 @@ fn provider(
         ProviderKind::Simulated => {}
         _ => {
             if api_key.is_none() && !t.has("api_key_env") && !t.has("api_key_file") {
-                t.problem(
-                    "api_key_env",
-                    "an API key is required: set api_key_env or api_key_file",
-                );
+                t.problem("api_key_env", "an API key is required: set api_key_env or api_key_file");
             }
             if webhook_secret.is_none() && kind != ProviderKind::Elemente {
                 warnings.push(format!(
@@ -337,10 +327,7 @@ fn provider(
         }
     }
     if kind == ProviderKind::Elemente && username.is_none() {
-        t.problem(
-            "username",
-            "is required for kind = \"elemente\" (HTTP Basic user)",
-        );
+        t.problem("username", "is required for kind = \"elemente\" (HTTP Basic user)");
     }
     let base_url = base_url
         .or_else(|| kind.default_base_url().map(str::to_string))
@@ -376,10 +363,7 @@ fn secret(file: &Path, t: &mut Table<'_>, base: &str) -> Option<Secret> {
     let path = t.opt::<String>(&file_key);
     match (env, path) {
         (Some(_), Some(_)) => {
-            t.problem(
-                &file_key,
-                format!("set either {env_key} or {file_key}, not both"),
-            );
+            t.problem(&file_key, format!("set either {env_key} or {file_key}, not both"));
             None
         }
         (Some(var), None) => match std::env::var(&var) {

@@ -72,11 +72,7 @@ impl Simulated {
             }
             x -= w;
         }
-        self.cfg
-            .outcomes
-            .last()
-            .map(|(o, _)| *o)
-            .unwrap_or(Outcome::Completed)
+        self.cfg.outcomes.last().map(|(o, _)| *o).unwrap_or(Outcome::Completed)
     }
 }
 
@@ -125,12 +121,8 @@ impl Provider for Simulated {
         let mut st = self.lock();
         let mut out = Vec::new();
         for t in targets {
-            let Some(id) = &t.provider_call_id else {
-                continue;
-            };
-            let Some(call) = st.calls.get(id) else {
-                continue;
-            };
+            let Some(id) = &t.provider_call_id else { continue };
+            let Some(call) = st.calls.get(id) else { continue };
             let status = if now >= call.ends {
                 let answered_at = answered(call.outcome).then_some(call.started);
                 CallStatus {

@@ -218,11 +218,7 @@ pub trait Store: Send + Sync {
     async fn open_attempts(&self, provider: &str, limit: i64) -> Result<Vec<OpenAttempt>>;
 
     /// Counted attempts to a number across all campaigns since `since`.
-    async fn recent_attempts(
-        &self,
-        phone: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>>;
+    async fn recent_attempts(&self, phone: &str, since: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>>;
 
     async fn find_lead(&self, campaign_id: &str, phone: &str) -> Result<Option<Lead>>;
 

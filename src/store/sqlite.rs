@@ -5,9 +5,7 @@
 
 use super::*;
 use crate::domain::rfc3339;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,8 +14,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-const LEAD_COLS: &str =
-    "l.id, l.campaign_id, l.phone, l.name, l.timezone, l.variables, l.priority, \
+const LEAD_COLS: &str = "l.id, l.campaign_id, l.phone, l.name, l.timezone, l.variables, l.priority, \
     l.consent_at, l.status, l.attempts, l.next_attempt_at, l.last_attempt_at, l.last_outcome";
 
 const ATTEMPT_COLS: &str = "a.id AS a_id, a.lead_id AS a_lead_id, a.campaign_id AS a_campaign_id, \
@@ -59,10 +56,7 @@ fn lead_from_row(row: &SqliteRow) -> Result<Lead> {
         Some(Ok(Value::Object(m))) => m,
         None | Some(Ok(Value::Null)) => Map::new(),
         Some(_) => {
-            tracing::warn!(
-                lead_id = row.try_get::<i64, _>("id").unwrap_or(0),
-                "lead variables are not a JSON object; ignored"
-            );
+            tracing::warn!(lead_id = row.try_get::<i64, _>("id").unwrap_or(0), "lead variables are not a JSON object; ignored");
             Map::new()
         }
     };
@@ -136,12 +130,10 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let now = ts(now);
         // First statement writes, so the transaction holds the write lock.
-        sqlx::query(
-            "UPDATE campaigns SET removed_at = ?1, updated_at = ?1 WHERE removed_at IS NULL",
-        )
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE campaigns SET removed_at = ?1, updated_at = ?1 WHERE removed_at IS NULL")
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
         for c in campaigns {
             sqlx::query(
                 "INSERT INTO campaigns (id, provider, paused, config_hash, created_at, updated_at, removed_at)
@@ -354,12 +346,10 @@ impl Store for SqliteStore {
                 id
             }
         };
-        sqlx::query(&format!(
-            "UPDATE leads SET attempts = {COUNTED} WHERE id = ?1"
-        ))
-        .bind(lead.lead.id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&format!("UPDATE leads SET attempts = {COUNTED} WHERE id = ?1"))
+            .bind(lead.lead.id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(Attempt {
             id,
@@ -591,11 +581,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn recent_attempts(
-        &self,
-        phone: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>> {
+    async fn recent_attempts(&self, phone: &str, since: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT requested_at FROM call_attempts
               WHERE to_number = ?1 AND requested_at >= ?2 AND state <> 'not_placed'
@@ -609,8 +595,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_lead(&self, campaign_id: &str, phone: &str) -> Result<Option<Lead>> {
-        let sql =
-            format!("SELECT {LEAD_COLS} FROM leads l WHERE l.campaign_id = ?1 AND l.phone = ?2");
+        let sql = format!("SELECT {LEAD_COLS} FROM leads l WHERE l.campaign_id = ?1 AND l.phone = ?2");
         let row = sqlx::query(&sql)
             .bind(campaign_id)
             .bind(phone)
@@ -647,12 +632,10 @@ impl Store for SqliteStore {
 
     async fn campaign_stats(&self, campaign_id: &str) -> Result<CampaignStats> {
         let mut stats = CampaignStats::default();
-        let rows = sqlx::query(
-            "SELECT status, count(*) AS n FROM leads WHERE campaign_id = ?1 GROUP BY status",
-        )
-        .bind(campaign_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT status, count(*) AS n FROM leads WHERE campaign_id = ?1 GROUP BY status")
+            .bind(campaign_id)
+            .fetch_all(&self.pool)
+            .await?;
         for r in rows {
             stats.leads.insert(r.try_get("status")?, r.try_get("n")?);
         }
@@ -664,9 +647,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         for r in rows {
-            stats
-                .outcomes
-                .insert(r.try_get("outcome")?, r.try_get("n")?);
+            stats.outcomes.insert(r.try_get("outcome")?, r.try_get("n")?);
         }
         stats.in_flight = sqlx::query_scalar(
             "SELECT count(*) FROM call_attempts WHERE campaign_id = ?1 AND state IN ('sending', 'placed')",
