@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[derive(Default)]
 pub struct Campaign {
     pub timezone: Option<Tz>,
     pub weekly: Option<Vec<String>>,
@@ -18,20 +19,6 @@ pub struct Campaign {
     pub starts: Option<NaiveDate>,
     pub ends: Option<NaiveDate>,
     pub compliance: Compliance,
-}
-
-impl Default for Campaign {
-    fn default() -> Self {
-        Campaign {
-            timezone: None,
-            weekly: None,
-            holidays: Vec::new(),
-            cron: Vec::new(),
-            starts: None,
-            ends: None,
-            compliance: Compliance::default(),
-        }
-    }
 }
 
 /// No generic guard, no daily cap: only the campaign's own window (and the
