@@ -159,8 +159,92 @@ fn assert_closed_between(spec: &Spec, zones: &[Tz], from: DateTime<Utc>, to: Dat
     }
 }
 
+/// A random cron entry `M H * * D` and the sets it stands for: minutes as
+/// `*/k`, a range or a list; hours as a range; days as a list written with
+/// numbers or names (Sunday as 0, 7 or `sun`) that always holds Monday,
+/// Wednesday, Friday and Sunday, so a gap stays under three days.
+fn cron_entry() -> impl Strategy<Value = (String, Vec<u32>, Vec<u32>, Vec<u32>)> {
+    let minutes = prop_oneof![
+        (1u32..=30).prop_map(|k| (
+            format!("*/{k}"),
+            (0..60).step_by(k as usize).collect::<Vec<_>>()
+        )),
+        (0u32..60, 0u32..60).prop_map(|(a, b)| {
+            let (a, b) = (a.min(b), a.max(b));
+            (format!("{a}-{b}"), (a..=b).collect())
+        }),
+        prop::collection::btree_set(0u32..60, 1..6).prop_map(|set| {
+            let list: Vec<u32> = set.into_iter().collect();
+            (
+                list.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                list,
+            )
+        }),
+    ];
+    let hours = (0u32..24, 0u32..24).prop_map(|(a, b)| {
+        let (a, b) = (a.min(b), a.max(b));
+        (format!("{a}-{b}"), (a..=b).collect::<Vec<_>>())
+    });
+    // Days numbered as classic cron (0 = Sunday); chosen freely plus the four fixed ones.
+    let days = (
+        prop::collection::btree_set(0u32..7, 0..4),
+        0u32..3,
+        any::<bool>(),
+    )
+        .prop_map(|(mut set, sunday_style, names)| {
+            set.extend([0, 1, 3, 5]);
+            const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+            let text: Vec<String> = set
+                .iter()
+                .map(|&d| match (d, sunday_style, names) {
+                    (0, 1, _) => "7".to_string(),
+                    (0, 2, _) => "SUN".to_string(),
+                    (d, _, true) => NAMES[d as usize].to_string(),
+                    (d, _, false) => d.to_string(),
+                })
+                .collect();
+            (text.join(","), set.into_iter().collect::<Vec<_>>())
+        });
+    (minutes, hours, days)
+        .prop_map(|((mt, m), (ht, h), (dt, d))| (format!("{mt} {ht} * * {dt}"), m, h, d))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 768, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cron_entries_agree_with_the_wall_clock(
+        zi in 0..ZONES.len(),
+        (expr, minutes, hours, days) in cron_entry(),
+        at in instant(),
+    ) {
+        let z = ZONES[zi];
+        let rules = Campaign {
+            cron: vec![expr.clone()],
+            compliance: no_compliance(),
+            ..Campaign::default()
+        }
+        .rules();
+        let matches = |t: DateTime<Utc>| {
+            let l = t.with_timezone(&z);
+            minutes.contains(&l.minute())
+                && hours.contains(&l.hour())
+                && days.contains(&l.weekday().num_days_from_sunday())
+        };
+        let v = rules.evaluate(&facts(PHONE, Some(z.name())), at);
+        prop_assert_eq!(v.callable, matches(at), "`{}` in {} at {}", expr, z.name(), at.with_timezone(&z));
+        let next = v.next_callable_at.expect("a gap is under three days");
+        prop_assert!(next >= at);
+        prop_assert!(matches(next), "`{}`: answer {} is not a match", expr, next.with_timezone(&z));
+        let mut t = at;
+        while t < next {
+            prop_assert!(!matches(t), "`{}`: {} matches, before the answer {}", expr, t.with_timezone(&z), next);
+            t = DateTime::from_timestamp(t.timestamp() - t.timestamp().rem_euclid(60) + 60, 0).unwrap();
+        }
+    }
 
     #[test]
     fn callable_and_next_opening_agree_with_the_wall_clock(
