@@ -1,12 +1,72 @@
 //! When a lead may be called: the lead's zone, the campaign's windows, legal
 //! hours, holidays, attempt caps. Only this module knows about time zones and
 //! the law.
+//!
+//! Files: `mod.rs` the public types; `rules.rs` compiling a campaign and
+//! answering "callable now?" and "when next?"; `window.rs` the `weekly`
+//! grammar and the minute-span algebra; `cron.rs` the cron translation;
+//! `compliance.rs` the statutory rules table and French public holidays;
+//! `zone.rs` zone inference from country codes; `nanp.rs` the North American
+//! area-code table (`data/nanp_area_codes.txt`).
+//!
+//! # Time zone of a lead
+//!
+//! In this order: the lead's `timezone` column when it is a valid IANA name
+//! (an invalid name counts as absent); else the zone(s) of the number: a
+//! single-zone country code (`+33` Europe/Paris, `+44` Europe/London, ...,
+//! with landline exceptions such as the Canary Islands and the Chatham
+//! Islands) or, for `+1`, the area code's row in the shipped table; else the
+//! campaign's `timezone`; else unknown, and the lead is not called
+//! (`unknown_timezone`). An area code spanning several zones yields all of
+//! them, and the lead is callable only when every one of them is open.
+//!
+//! # Windows and daylight saving time
+//!
+//! Every day-based rule (weekly window, holidays, `starts`/`ends`, legal
+//! hours, state and country rules) and every cron entry is evaluated on the
+//! lead's local wall clock. A window is the set of instants whose local
+//! wall-clock time falls in one of its ranges, so `09:00-17:00` starts at
+//! 09:00 local on the days after a DST change too. Consequences:
+//!
+//! - spring forward: the skipped local hour (02:00-03:00 in New York on
+//!   2026-03-08) has no instants, so it is never open; a range `02:30-04:00`
+//!   opens at 03:00 local that day (the first instant whose wall clock is in
+//!   the range), and a range wholly inside the gap does not open at all;
+//! - fall back: the repeated local hour (01:00-02:00 in New York on
+//!   2026-11-01) happens twice, and a range covering it is open during both
+//!   passes (two real hours); a range ending at 01:30 closes at the first
+//!   01:30 and opens again when the clocks go back to 01:00.
+//!
+//! Caps count attempts in rolling real time (24 h means 24 h, not "the same
+//! local day").
+//!
+//! # Next callable instant
+//!
+//! The search jumps between candidate boundaries instead of scanning
+//! minutes: for each zone, the first open local minute is found on a naive
+//! local timeline day by day (spans of the day, then the next cron match,
+//! until both agree) and mapped back to an instant, restarting at each UTC
+//! offset change it crosses; zones, caps and the due time are then combined
+//! by iterating to a fixpoint where every rule allows. Nothing opening within
+//! 366 days answers `None`.
 
-use crate::config::CampaignConfig;
+mod compliance;
+mod cron;
+mod nanp;
+mod rules;
+mod window;
+mod zone;
+
+pub use compliance::{easter, is_french_public_holiday, Cap, Scope, Statute, STATUTES};
+pub use cron::{translate as translate_cron, CronEntry};
+pub use nanp::{area as nanp_area, area_of as nanp_area_of, NanpArea};
+pub use rules::Rules;
+pub use window::{Span, Weekly};
+pub use zone::{zones_of_number, COUNTRY_ZONES, PREFIX_ZONES};
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
-
 /// Names of the rules that can block a call (SPEC section 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -90,92 +150,6 @@ pub struct Verdict {
     pub blocked_by: Vec<Rule>,
     /// `at` when callable; `None` when nothing opens within 366 days or never.
     pub next_callable_at: Option<DateTime<Utc>>,
-}
-
-/// A campaign's compiled calling rules.
-#[derive(Debug, Clone)]
-pub struct Rules {
-    campaign_tz: Option<Tz>,
-}
-
-impl Rules {
-    /// No restriction at all (the demo's window).
-    pub fn always_open() -> Self {
-        Rules { campaign_tz: None }
-    }
-
-    /// Compiles a campaign's `[window]`, dates and `[compliance]`; errors are
-    /// `(key, why)` pairs.
-    pub fn compile(c: &CampaignConfig) -> Result<Rules, Vec<(String, String)>> {
-        Ok(Rules {
-            campaign_tz: c.timezone,
-        })
-    }
-
-    pub fn zone_of(&self, lead_timezone: Option<&str>, _phone: &str) -> LeadZone {
-        if let Some(tz) = lead_timezone.and_then(|t| t.parse::<Tz>().ok()) {
-            return LeadZone {
-                zones: vec![tz],
-                source: ZoneSource::Lead,
-            };
-        }
-        match self.campaign_tz {
-            Some(tz) => LeadZone {
-                zones: vec![tz],
-                source: ZoneSource::Campaign,
-            },
-            None => LeadZone {
-                zones: vec![chrono_tz::UTC],
-                source: ZoneSource::Campaign,
-            },
-        }
-    }
-
-    /// Whether the lead may be called at `at`, every rule that blocks it, and
-    /// the next instant it may be called.
-    pub fn evaluate(&self, facts: &Facts<'_>, at: DateTime<Utc>) -> Verdict {
-        let zone = self.zone_of(facts.timezone, facts.phone);
-        let mut blocked_by = Vec::new();
-        if facts.final_status {
-            blocked_by.push(Rule::FinalStatus);
-        }
-        if facts.dnc {
-            blocked_by.push(Rule::DoNotCall);
-        }
-        if facts.paused {
-            blocked_by.push(Rule::Paused);
-        }
-        if zone.source == ZoneSource::Unknown {
-            blocked_by.push(Rule::UnknownTimezone);
-        }
-        if facts.due_at.is_some_and(|d| d > at) {
-            blocked_by.push(Rule::NotDue);
-        }
-        let next = if blocked_by.is_empty() {
-            Some(at)
-        } else if blocked_by == [Rule::NotDue] {
-            facts.due_at
-        } else {
-            None
-        };
-        Verdict {
-            zone,
-            callable: blocked_by.is_empty(),
-            blocked_by,
-            next_callable_at: next,
-        }
-    }
-
-    /// The first instant at or after `from` at which the time rules (windows,
-    /// holidays, dates, cron, legal hours) allow calling this number.
-    pub fn next_opening(
-        &self,
-        _zone: &LeadZone,
-        _phone: &str,
-        from: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
-        Some(from)
-    }
 }
 
 /// Parses `HH:MM-HH:MM` into minutes of the day, `[start, end)`, end may be 24:00.
