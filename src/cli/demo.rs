@@ -72,7 +72,7 @@ fn sample_leads(n: usize) -> Vec<NewLead> {
             let phone = match i % 4 {
                 0 => format!("+1212736{:04}", 1000 + i),
                 1 => format!("+1310555{:04}", 2000 + i),
-                2 => format!("+3314268{:04}", 1000 + i),
+                2 => format!("+4930901{:05}", 20000 + i),
                 _ => format!("+4420794{:05}", 60000 + i),
             };
             let mut variables = Map::new();
