@@ -258,18 +258,13 @@ impl Dispatcher {
         let d = &self.daemon;
         let c = &self.campaign;
         let p = &self.provider;
-        // Checked again just before the request: a number may have been added
-        // to the do-not-call list while the lead waited for its turn.
+        // Checked again at the instant recorded as the attempt's
+        // `requested_at`: the lead may have waited for its turn past the
+        // window's end, or its number joined the do-not-call list meanwhile.
         let now = d.clock.now();
-        if d.store.is_dnc(&lead.lead.phone).await? {
-            d.store
-                .release(
-                    &lead,
-                    &LeadNext::finished(LeadStatus::Skipped, SkipReason::DoNotCall.as_str()),
-                    now,
-                )
-                .await?;
-            return Ok(());
+        let verdict = self.verdict(&lead.lead, now).await?;
+        if !verdict.callable {
+            return self.not_callable(&lead, &verdict, now).await;
         }
         if let Some(pause) = p.pacing.paused(now) {
             d.store

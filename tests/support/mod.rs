@@ -82,11 +82,7 @@ impl TestDb {
                 .await
                 .expect(sql)
                 .iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| r.get::<Option<String>, _>(i))
-                        .collect()
-                })
+                .map(|r| (0..r.len()).map(|i| pg_text(r, i)).collect())
                 .collect(),
         }
     }
