@@ -108,6 +108,19 @@ impl Dispatcher {
         if let Some(p) = self.provider.pacing.paused(now) {
             return Ok(Some(p.until));
         }
+        if self.provider.pacing.take_probe(now) {
+            // The account was unusable (bad key, no credits): ask it once
+            // without placing a call before any lead is risked on it again.
+            match self.provider.api.probe().await {
+                Ok(()) => tracing::info!(provider = %self.provider.cfg.name, "provider answers again; dispatching resumes"),
+                Err(e) => {
+                    let until = now + Duration::minutes(5);
+                    tracing::error!(provider = %self.provider.cfg.name, error = %e, "provider still unusable; dispatching stays paused");
+                    self.provider.pacing.pause(Pause { until, reason: e.to_string(), unusable: true });
+                    return Ok(Some(until));
+                }
+            }
+        }
         let limits = ClaimLimits {
             campaign_id: self.campaign.id.clone(),
             provider: self.provider.cfg.name.clone(),

@@ -55,6 +55,8 @@ pub struct Pause {
 pub struct ProviderPacing {
     pub requests: Limiter,
     pause: Mutex<Option<Pause>>,
+    /// Set by an `unusable` pause: placing resumes only after a probe succeeds.
+    probe_needed: std::sync::atomic::AtomicBool,
 }
 
 impl ProviderPacing {
@@ -67,10 +69,15 @@ impl ProviderPacing {
                 (requests_per_minute / 60).clamp(1, 10),
             ),
             pause: Mutex::new(None),
+            probe_needed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn pause(&self, p: Pause) {
+        if p.unusable {
+            self.probe_needed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut g = self.pause.lock().unwrap_or_else(|e| e.into_inner());
         // Keep the longer of two pauses.
         if g.as_ref().is_none_or(|old| old.until < p.until) {
@@ -80,6 +87,15 @@ impl ProviderPacing {
 
     pub fn resume(&self) {
         *self.pause.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// True once, when an `unusable` pause has run out: the caller probes
+    /// the account before placing again.
+    pub fn take_probe(&self, now: DateTime<Utc>) -> bool {
+        self.paused(now).is_none()
+            && self
+                .probe_needed
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The pause in force at `now`, if any.
