@@ -112,11 +112,17 @@ impl Dispatcher {
             // The account was unusable (bad key, no credits): ask it once
             // without placing a call before any lead is risked on it again.
             match self.provider.api.probe().await {
-                Ok(()) => tracing::info!(provider = %self.provider.cfg.name, "provider answers again; dispatching resumes"),
+                Ok(()) => {
+                    tracing::info!(provider = %self.provider.cfg.name, "provider answers again; dispatching resumes")
+                }
                 Err(e) => {
                     let until = now + Duration::minutes(5);
                     tracing::error!(provider = %self.provider.cfg.name, error = %e, "provider still unusable; dispatching stays paused");
-                    self.provider.pacing.pause(Pause { until, reason: e.to_string(), unusable: true });
+                    self.provider.pacing.pause(Pause {
+                        until,
+                        reason: e.to_string(),
+                        unusable: true,
+                    });
                     return Ok(Some(until));
                 }
             }
