@@ -15,6 +15,37 @@ use sha2::Sha256;
 use support::TestDb;
 
 const RR_SECRET: &str = "rr-webhook-secret-123";
+const RR_KEY: &str = "rr-api-key-7c1d";
+const VD_KEY: &str = "vd-api-key-93ab";
+
+/// Every log line of this test binary, to check no secret reaches one.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogSink;
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_writer(|| LogSink)
+        .try_init();
+}
+
+fn assert_no_secret_logged() {
+    let text = String::from_utf8_lossy(&LOGS.lock().unwrap()).to_string();
+    assert!(text.contains("webhook refused"), "refusals are logged");
+    for s in [RR_SECRET, VD_SECRET, RR_KEY, VD_KEY, "token="] {
+        assert!(!text.contains(s), "`{s}` appears in the logs");
+    }
+}
 const VD_SECRET: &str = "vd-webhook-secret-456";
 
 struct Harness {
@@ -219,6 +250,7 @@ fn vd_headers(secret: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revring_token_checks_and_application() {
+    capture_logs();
     let h = Harness::start().await;
     let a = h
         .attempt("rr", "revring", "+12127365000", Some("call_1"))
@@ -365,10 +397,12 @@ async fn revring_token_checks_and_application() {
         Some("completed")
     );
     h.stop().await;
+    assert_no_secret_logged();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voicedock_signature_checks_and_application() {
+    capture_logs();
     let h = Harness::start().await;
     let a = h
         .attempt("vd", "voicedock", "+12127365002", Some("vd_call_1"))
@@ -466,4 +500,5 @@ async fn voicedock_signature_checks_and_application() {
     );
     assert_eq!(h.attempt_row(&a).await[0].as_deref(), Some("ended"));
     h.stop().await;
+    assert_no_secret_logged();
 }
