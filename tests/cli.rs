@@ -223,23 +223,68 @@ fn demo_runs_to_the_end_and_exits_0() {
 fn dnc_add_and_import_from_a_plain_list_and_a_csv() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = sim_config(dir.path());
-    let out = dialer(&cfg, &["dnc", "add", "+12127365000", "212 736 5001", "--region", "US"]);
+    let out = dialer(
+        &cfg,
+        &[
+            "dnc",
+            "add",
+            "+12127365000",
+            "212 736 5001",
+            "--region",
+            "US",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("added 2, already listed 0"), "{}", text(&out));
+    assert!(
+        text(&out).contains("added 2, already listed 0"),
+        "{}",
+        text(&out)
+    );
     let plain = dir.path().join("dnc.txt");
-    std::fs::write(&plain, "# opted out\n+12127365000\n+33 1 42 68 53 00\nnot a number\n").unwrap();
+    std::fs::write(
+        &plain,
+        "# opted out\n+12127365000\n+33 1 42 68 53 00\nnot a number\n",
+    )
+    .unwrap();
     let out = dialer(&cfg, &["dnc", "import", plain.to_str().unwrap()]);
-    assert!(text(&out).contains("added 1, already listed 1, invalid 1"), "{}", text(&out));
+    assert!(
+        text(&out).contains("added 1, already listed 1, invalid 1"),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("line 4:"), "{}", text(&out));
     let csv = dir.path().join("dnc.csv");
     std::fs::write(&csv, "name,phone\nAda,+12127365002\nBob,+12127365001\n").unwrap();
     let out = dialer(&cfg, &["dnc", "import", csv.to_str().unwrap()]);
-    assert!(text(&out).contains("added 1, already listed 1, invalid 0"), "{}", text(&out));
+    assert!(
+        text(&out).contains("added 1, already listed 1, invalid 0"),
+        "{}",
+        text(&out)
+    );
     // A listed number is explained as never callable.
-    let out = dialer(&cfg, &["explain", "--campaign", "spring", "--phone", "+12127365002", "--json"]);
+    let out = dialer(
+        &cfg,
+        &[
+            "explain",
+            "--campaign",
+            "spring",
+            "--phone",
+            "+12127365002",
+            "--json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["blocked_by"].as_array().unwrap().contains(&serde_json::json!("do_not_call")), "{v}");
+    assert!(
+        v["blocked_by"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("do_not_call")),
+        "{v}"
+    );
     assert_eq!(v["callable"], false);
     assert!(v["next_callable_at"].is_null(), "{v}");
-    assert_eq!(dialer(&cfg, &["dnc", "add", "hello"]).status.code(), Some(2));
+    assert_eq!(
+        dialer(&cfg, &["dnc", "add", "hello"]).status.code(),
+        Some(2)
+    );
 }
