@@ -114,9 +114,7 @@ async fn first_pass(n: i64) {
         format!("id = \"big\"\nprovider = \"sim\"\ntimezone = \"America/New_York\"\nstarts = \"{starts}\"\n[window]\nweekly = [\"mon-sun 09:00-17:00\"]\n"),
     )
     .unwrap();
-    let loaded = dialer::config::load(&dir.path().join("dialer.toml"))
-        .map(|l| l)
-        .unwrap_or(loaded);
+    let loaded = dialer::config::load(&dir.path().join("dialer.toml")).unwrap_or(loaded);
     let store = dialer::store::SqliteStore::connect(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let pool = store.pool().clone();
