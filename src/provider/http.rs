@@ -19,6 +19,39 @@ const MAX_QUOTE: usize = 300;
 /// Builds the client for one provider. No retry policy: a "place call"
 /// request must leave at most once (SPEC promise 1), so even reqwest's
 /// default replay of HTTP/2 protocol NACKs is switched off.
+/// What an adapter keeps of its account: where it is, the key, the webhook
+/// secret, the HTTP client and the clock.
+pub struct Account {
+    pub name: String,
+    pub base: String,
+    pub key: crate::config::Secret,
+    pub webhook_secret: Option<crate::config::Secret>,
+    pub client: reqwest::Client,
+    pub clock: crate::clock::Clock,
+}
+
+impl Account {
+    pub fn new(cfg: &ProviderConfig, clock: crate::clock::Clock) -> anyhow::Result<Self> {
+        Ok(Account {
+            name: cfg.name.clone(),
+            base: base_url(cfg),
+            key: crate::config::Secret::new(api_key(cfg)?),
+            webhook_secret: cfg.webhook_secret.clone(),
+            client: client(cfg)?,
+            clock,
+        })
+    }
+
+    /// The secrets to scrub from any message built from a provider's answer.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut s = vec![self.key.expose()];
+        if let Some(w) = &self.webhook_secret {
+            s.push(w.expose());
+        }
+        s
+    }
+}
+
 pub fn client(cfg: &ProviderConfig) -> anyhow::Result<reqwest::Client> {
     let timeout = cfg.request_timeout;
     // The connect timeout fires a little before the whole-request one, so a

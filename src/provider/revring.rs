@@ -6,7 +6,6 @@
 
 use super::http::{self, Vocabulary};
 use super::*;
-use crate::config::Secret;
 use crate::domain::Outcome;
 use serde_json::json;
 
@@ -21,33 +20,19 @@ const VOCAB: Vocabulary = Vocabulary {
     agent_words: &["agent"],
 };
 
-pub struct RevRing {
-    name: String,
-    base: String,
-    key: Secret,
-    webhook_secret: Option<Secret>,
-    client: reqwest::Client,
-    clock: Clock,
+pub struct RevRing(http::Account);
+
+/// The account's fields read as the adapter's own.
+impl std::ops::Deref for RevRing {
+    type Target = http::Account;
+    fn deref(&self) -> &http::Account {
+        &self.0
+    }
 }
 
 impl RevRing {
     pub fn new(cfg: &ProviderConfig, clock: Clock) -> anyhow::Result<Self> {
-        Ok(RevRing {
-            name: cfg.name.clone(),
-            base: http::base_url(cfg),
-            key: Secret::new(http::api_key(cfg)?),
-            webhook_secret: cfg.webhook_secret.clone(),
-            client: http::client(cfg)?,
-            clock,
-        })
-    }
-
-    fn secrets(&self) -> Vec<&str> {
-        let mut s = vec![self.key.expose()];
-        if let Some(w) = &self.webhook_secret {
-            s.push(w.expose());
-        }
-        s
+        Ok(RevRing(http::Account::new(cfg, clock)?))
     }
 }
 
@@ -270,6 +255,7 @@ impl Provider for RevRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
     use std::collections::HashMap;
 
     #[test]

@@ -6,7 +6,6 @@
 
 use super::http::{self, Candidate, Vocabulary};
 use super::*;
-use crate::config::Secret;
 use crate::domain::Outcome;
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -24,33 +23,19 @@ const VOCAB: Vocabulary = Vocabulary {
     agent_words: &["assistant", "agent", "number_id"],
 };
 
-pub struct VoiceDock {
-    name: String,
-    base: String,
-    key: Secret,
-    webhook_secret: Option<Secret>,
-    client: reqwest::Client,
-    clock: Clock,
+pub struct VoiceDock(http::Account);
+
+/// The account's fields read as the adapter's own.
+impl std::ops::Deref for VoiceDock {
+    type Target = http::Account;
+    fn deref(&self) -> &http::Account {
+        &self.0
+    }
 }
 
 impl VoiceDock {
     pub fn new(cfg: &ProviderConfig, clock: Clock) -> anyhow::Result<Self> {
-        Ok(VoiceDock {
-            name: cfg.name.clone(),
-            base: http::base_url(cfg),
-            key: Secret::new(http::api_key(cfg)?),
-            webhook_secret: cfg.webhook_secret.clone(),
-            client: http::client(cfg)?,
-            clock,
-        })
-    }
-
-    fn secrets(&self) -> Vec<&str> {
-        let mut s = vec![self.key.expose()];
-        if let Some(w) = &self.webhook_secret {
-            s.push(w.expose());
-        }
-        s
+        Ok(VoiceDock(http::Account::new(cfg, clock)?))
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
@@ -440,6 +425,7 @@ impl Provider for VoiceDock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
     use std::collections::HashMap;
 
     /// (status, end reason, answered, expected outcome).
