@@ -191,12 +191,7 @@ impl Provider for Elemente {
                 provider_call_id: id,
                 provider_status: http::field(call, &["status"]).unwrap_or_default(),
             },
-            None => PlaceResult::Unknown {
-                error: http::redact(
-                    &format!("answer without a call id: {}", http::quote(&v.to_string())),
-                    &secrets,
-                ),
-            },
+            None => http::without_call_id(&v, &secrets),
         }
     }
 

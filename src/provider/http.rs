@@ -547,6 +547,17 @@ pub fn segment(s: &str) -> String {
 }
 
 /// A body quoted in an error: trimmed and cut to a readable length.
+/// A 2xx answer that names no call: it does not prove the call was not
+/// placed, so its fate is unknown (settled later, never re-sent).
+pub fn without_call_id(v: &Value, secrets: &[&str]) -> PlaceResult {
+    PlaceResult::Unknown {
+        error: redact(
+            &format!("answer without a call id: {}", quote(&v.to_string())),
+            secrets,
+        ),
+    }
+}
+
 pub fn quote(s: &str) -> String {
     let s = s.trim();
     if s.chars().count() <= MAX_QUOTE {

@@ -151,12 +151,7 @@ impl Provider for RevRing {
                 provider_call_id: id,
                 provider_status: status.unwrap_or_default(),
             },
-            (None, _) => PlaceResult::Unknown {
-                error: http::redact(
-                    &format!("answer without a call id: {}", http::quote(&v.to_string())),
-                    &secrets,
-                ),
-            },
+            (None, _) => http::without_call_id(&v, &secrets),
         }
     }
 

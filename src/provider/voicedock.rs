@@ -327,12 +327,7 @@ impl Provider for VoiceDock {
             },
             // A 2xx without an id (even `success: false`) does not prove the
             // call was not placed: settle it later rather than re-send.
-            None => PlaceResult::Unknown {
-                error: http::redact(
-                    &format!("answer without a call id: {}", http::quote(&v.to_string())),
-                    &secrets,
-                ),
-            },
+            None => http::without_call_id(&v, &secrets),
         }
     }
 

@@ -27,16 +27,14 @@ pub async fn apply(
                 // clock: a provider's clock may be skewed from ours.
                 Some(c) => outcome::decide(&c, &open.lead, open.attempt.attempt, outcome, now),
                 // A campaign whose file was removed: its leads are not dialled again.
-                None => LeadNext::finished(
-                    if outcome.is_final() && outcome != Outcome::Canceled {
-                        LeadStatus::Completed
-                    } else if outcome == Outcome::Canceled {
-                        LeadStatus::Canceled
-                    } else {
-                        LeadStatus::Exhausted
-                    },
-                    outcome.as_str(),
-                ),
+                None => {
+                    let status = match outcome {
+                        Outcome::Completed | Outcome::Transferred => LeadStatus::Completed,
+                        Outcome::Canceled => LeadStatus::Canceled,
+                        _ => LeadStatus::Exhausted,
+                    };
+                    LeadNext::finished(status, outcome.as_str())
+                }
             };
             (AttemptState::Ended, Some(next))
         }
