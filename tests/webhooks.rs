@@ -172,15 +172,25 @@ poll_interval = "1h"
     }
 
     async fn post(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> u16 {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .body(body)
-            .header("content-type", "application/json");
-        for (k, v) in headers {
-            req = req.header(*k, v);
+        // The server answers an oversized body with 413 without reading it
+        // all, so the client may see the connection reset while still
+        // writing; sending again gets the answer.
+        let mut last_error = None;
+        for _ in 0..5 {
+            let mut req = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .body(body.clone())
+                .header("content-type", "application/json");
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            match req.send().await {
+                Ok(r) => return r.status().as_u16(),
+                Err(e) => last_error = Some(e),
+            }
         }
-        req.send().await.unwrap().status().as_u16()
+        panic!("no answer from the daemon: {last_error:?}");
     }
 
     async fn attempt_row(&self, id: &str) -> Vec<Option<String>> {
