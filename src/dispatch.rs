@@ -142,8 +142,16 @@ impl Dispatcher {
         }
         let mut callable = Vec::new();
         for lead in claimed {
-            if let Some(l) = self.check(lead, now).await? {
-                callable.push(l);
+            match self.check(lead.clone(), now).await {
+                Ok(Some(l)) => callable.push(l),
+                Ok(None) => {}
+                // One lead's failure must not strand the rest of the batch
+                // until their leases run out; no attempt exists yet, so
+                // handing it back early cannot dial twice.
+                Err(e) => {
+                    tracing::error!(campaign = %self.campaign.id, lead = lead.lead.id, error = %e, "checking a claimed lead failed; handed back");
+                    self.hand_back(&lead, now + Duration::minutes(1)).await;
+                }
             }
         }
         let mut released = Vec::new();
@@ -158,9 +166,12 @@ impl Dispatcher {
             }
             let me = self.clone();
             tracker.spawn(async move {
-                let lead_id = lead.lead.id;
-                if let Err(e) = me.attempt(lead).await {
-                    tracing::error!(campaign = %me.campaign.id, lead = lead_id, error = %e, "attempt failed");
+                if let Err(e) = me.attempt(lead.clone()).await {
+                    tracing::error!(campaign = %me.campaign.id, lead = lead.lead.id, error = %e, "attempt failed; lead handed back");
+                    // An attempt may already be committed: the lead waits
+                    // for the `unknown` retry delay, as after a lost request.
+                    let now = me.daemon.clock.now();
+                    me.hand_back(&lead, outcome::retry_at(&me.campaign, &lead.lead, Outcome::Unknown, now)).await;
                 }
             });
         }
@@ -175,6 +186,20 @@ impl Dispatcher {
                 .await?;
         }
         Ok(None)
+    }
+
+    /// Best effort, after an error: the lead back to `pending` at `at`
+    /// rather than held until its lease expires.
+    async fn hand_back(&self, lead: &ClaimedLead, at: DateTime<Utc>) {
+        let now = self.daemon.clock.now();
+        if let Err(e) = self
+            .daemon
+            .store
+            .release(lead, &LeadNext::pending(at, None), now)
+            .await
+        {
+            tracing::error!(campaign = %self.campaign.id, lead = lead.lead.id, error = %e, "could not hand the lead back; it returns when its lease expires");
+        }
     }
 
     /// How long a claim holds a lead before it is sent: long enough to wait
