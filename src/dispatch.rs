@@ -4,28 +4,37 @@
 
 use crate::config::CampaignConfig;
 use crate::daemon::{Daemon, ProviderHandle};
-use crate::domain::{
-    rfc3339, AttemptState, CallStatus, ClaimedLead, Lead, LeadStatus, Outcome, SkipReason,
-};
-use crate::outcome;
+use crate::domain::{ClaimedLead, Lead, Outcome};
+use crate::lifecycle::{self, Timings};
 use crate::pacing::{Limiter, Pause};
-use crate::provider::{PlaceRequest, PlaceResult};
-use crate::schedule::{Facts, Rule};
-use crate::store::{ClaimLimits, LeadNext};
+use crate::provider::PlaceRequest;
+use crate::schedule::Facts;
+use crate::store::{Begun, ClaimLimits, LeadNext};
+use crate::watchdog::Heartbeat;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-/// Most leads taken by one claim.
-const CLAIM_BATCH: u32 = 100;
-/// Longest sleep while idle, in real time: newly inserted or reopened leads
-/// are picked up within this.
+/// Longest sleep while idle or while a concurrency limit is full, in real
+/// time: leads inserted or reopened by other systems, and slots freed by
+/// other daemons, are picked up within this.
 const IDLE_REAL: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// What the loop does after a round.
+enum Next {
+    /// Go again at once.
+    Again,
+    /// Nothing can be done before this time.
+    Until(DateTime<Utc>),
+    /// Leads are due but a concurrency limit is full: wait for a slot.
+    Full,
+}
 
 /// Runs one campaign until `stop` is cancelled.
 pub async fn run_campaign(
@@ -38,45 +47,82 @@ pub async fn run_campaign(
         tracing::error!(campaign = %campaign.id, provider = %campaign.provider, "campaign names an unknown provider; not dialling");
         return;
     };
+    // Held in the database under the campaign's id: a reload rebuilds the
+    // dispatcher but keeps what the campaign has already spent.
+    let limiter = Limiter::shared(
+        daemon.store.clone(),
+        &daemon.clock,
+        format!("campaign:{}", campaign.id),
+        campaign.pacing.calls_per_minute,
+        campaign.pacing.burst,
+    );
+    limiter.observe_waits(
+        daemon
+            .metrics
+            .limiter_wait(&format!("campaign:{}", campaign.id)),
+    );
     let d = Dispatcher {
-        limiter: Limiter::per_minute(
-            &daemon.clock,
-            campaign.pacing.calls_per_minute,
-            campaign.pacing.burst,
-        ),
+        claim_latency: daemon.metrics.claim_latency(&campaign.id),
+        place_latency: daemon.metrics.place_latency(&provider.cfg.name),
+        // Held in the database under the campaign's id: a reload rebuilds
+        // the dispatcher but keeps what the campaign has already spent.
+        limiter,
         daemon,
         campaign,
         provider,
         next_from: AtomicUsize::new(0),
         warned: Mutex::new(HashSet::new()),
+        cell_in_hand: AtomicBool::new(false),
+        unsent: AtomicUsize::new(0),
+        drained: Notify::new(),
     };
     let d = Arc::new(d);
+    let never = Notify::new();
+    let slots = d.daemon.slot_signal(&d.provider.cfg.name).unwrap_or(&never);
     tracing::info!(campaign = %d.campaign.id, provider = %d.provider.cfg.name, "campaign dispatcher started");
+    let heartbeat = d
+        .daemon
+        .heartbeats
+        .register(format!("dispatcher for campaign {}", d.campaign.id));
     loop {
         if stop.is_cancelled() {
             break;
         }
-        let wait = match d.round(&stop, &tracker).await {
-            Ok(Some(w)) => w,
-            Ok(None) => continue,
+        heartbeat.beat();
+        // Listening before the claim: a slot freed while it runs still wakes us.
+        let freed = slots.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        let next = match d.round(&stop, &tracker, &heartbeat).await {
+            Ok(n) => n,
             Err(e) => {
+                if e.downcast_ref::<crate::store::StoreError>().is_some() {
+                    d.daemon.metrics.database_error();
+                }
                 tracing::error!(campaign = %d.campaign.id, error = %e, "dispatch round failed; retrying");
-                d.daemon.clock.now()
-                    + Duration::from_std(
-                        d.daemon
-                            .clock
-                            .scaled_from_real(std::time::Duration::from_secs(2)),
-                    )
-                    .unwrap_or(Duration::seconds(2))
+                Next::Until(
+                    d.daemon.clock.now()
+                        + Duration::from_std(
+                            d.daemon
+                                .clock
+                                .scaled_from_real(std::time::Duration::from_secs(2)),
+                        )
+                        .unwrap_or(Duration::seconds(2)),
+                )
             }
         };
         let now = d.daemon.clock.now();
         let idle_limit = now
             + Duration::from_std(d.daemon.clock.scaled_from_real(IDLE_REAL))
                 .unwrap_or(Duration::seconds(1));
-        let until = wait.min(idle_limit);
+        let (until, full) = match next {
+            Next::Again => continue,
+            Next::Until(t) => (t.min(idle_limit), false),
+            Next::Full => (idle_limit, true),
+        };
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = &mut freed, if full => {}
             _ = d.daemon.clock.sleep_until(until) => {}
         }
     }
@@ -88,92 +134,182 @@ struct Dispatcher {
     campaign: Arc<CampaignConfig>,
     provider: Arc<ProviderHandle>,
     limiter: Limiter,
+    claim_latency: metrics::Histogram,
+    place_latency: metrics::Histogram,
     next_from: AtomicUsize,
     /// Template fields already warned about (one warning each).
     warned: Mutex<HashSet<String>>,
+    /// A rate cell taken for a claim that sent nothing, kept for the next.
+    cell_in_hand: AtomicBool,
+    /// Attempt tasks of earlier claims not yet committed or given up (most
+    /// wait for the provider's request budget).
+    unsent: AtomicUsize,
+    /// Told when `unsent` drops to zero.
+    drained: Notify,
+}
+
+/// One attempt task not yet committed: counted in `Dispatcher::unsent`
+/// until dropped, however the task ends.
+struct Unsent(Arc<Dispatcher>);
+
+impl Unsent {
+    fn new(d: &Arc<Dispatcher>) -> Self {
+        d.unsent.fetch_add(1, Ordering::SeqCst);
+        Unsent(d.clone())
+    }
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        if self.0.unsent.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
 }
 
 impl Dispatcher {
-    /// One claim and its leads. `Ok(None)`: go again at once; `Ok(Some(t))`: sleep until `t`.
+    /// One claim and its leads.
     async fn round(
         self: &Arc<Self>,
         stop: &CancellationToken,
         tracker: &TaskTracker,
-    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        heartbeat: &Heartbeat,
+    ) -> anyhow::Result<Next> {
         let d = &self.daemon;
+        // Backpressure: the leads of the last claim are committed (or given
+        // up) before more are claimed. When the provider's budget or the
+        // database is slower than the campaign's rate, waiting attempts
+        // would otherwise pile up, outlive their leases, be claimed again
+        // and queue ahead of the poller.
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.unsent.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(Next::Again),
+                _ = heartbeat.beat_while(&mut drained) => {}
+            }
+        }
         let now = d.clock.now();
         if self.campaign.paused {
-            return Ok(Some(now + Duration::hours(1)));
+            return Ok(Next::Until(now + Duration::hours(1)));
         }
         if let Some(p) = self.provider.pacing.paused(now) {
-            return Ok(Some(p.until));
+            return Ok(Next::Until(p.until));
         }
         if self.provider.pacing.take_probe(now) {
             // The account was unusable (bad key, no credits): ask it once
             // without placing a call before any lead is risked on it again.
-            match self.provider.api.probe().await {
+            match heartbeat.beat_while(self.provider.api.probe()).await {
                 Ok(()) => {
+                    d.resume_provider(&self.provider).await;
                     tracing::info!(provider = %self.provider.cfg.name, "provider answers again; dispatching resumes")
                 }
                 Err(e) => {
                     let until = now + Duration::minutes(5);
                     tracing::error!(provider = %self.provider.cfg.name, error = %e, "provider still unusable; dispatching stays paused");
-                    self.provider.pacing.pause(Pause {
-                        until,
-                        reason: e.to_string(),
-                        unusable: true,
-                    });
-                    return Ok(Some(until));
+                    d.pause_provider(
+                        &self.provider,
+                        Pause {
+                            until,
+                            reason: e.to_string(),
+                            unusable: true,
+                        },
+                    )
+                    .await;
+                    return Ok(Next::Until(until));
                 }
             }
         }
+        // The first lead's rate cell is taken before claiming, so that a
+        // claim holds only leads that go within `lifecycle::claim_lease`.
+        if !self.cell_in_hand.swap(false, Ordering::SeqCst) {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(Next::Again),
+                _ = heartbeat.beat_while(self.limiter.ready()) => {}
+            }
+        }
+        let now = d.clock.now();
         let limits = ClaimLimits {
             campaign_id: self.campaign.id.clone(),
             provider: self.provider.cfg.name.clone(),
             max_concurrent: self.campaign.pacing.max_concurrent,
             provider_max_concurrent: self.provider.cfg.max_concurrent_calls,
-            batch: CLAIM_BATCH,
+            // Neither the campaign's rate nor the provider's request budget
+            // can send more than this within the claim's horizon.
+            batch: lifecycle::claim_batch(
+                self.campaign
+                    .pacing
+                    .calls_per_minute
+                    .min(self.provider.cfg.requests_per_minute),
+            ),
         };
-        let lease = now + self.claim_lease();
-        let claimed = d.store.claim(&limits, &d.owner, now, lease).await?;
+        let lease = now + lifecycle::claim_lease();
+        let started = std::time::Instant::now();
+        let claimed = d.store.claim(&limits, &d.owner, now, lease).await;
+        self.claim_latency.record(started.elapsed().as_secs_f64());
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                self.cell_in_hand.store(true, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        };
         if claimed.is_empty() {
-            let next = d.store.next_due(&self.campaign.id).await?;
-            return Ok(Some(next.unwrap_or(now + Duration::hours(1)).max(now)));
+            self.cell_in_hand.store(true, Ordering::SeqCst);
+            return Ok(match d.store.next_due(&self.campaign.id).await? {
+                // Due yet not claimed: a concurrency limit is full.
+                Some(t) if t <= now => Next::Full,
+                Some(t) => Next::Until(t),
+                None => Next::Until(now + Duration::hours(1)),
+            });
         }
-        let mut callable = Vec::new();
+        // Each lead is checked, then sent as soon as its rate cell comes:
+        // the first leaves without waiting for the rest of the batch to be
+        // checked, and a lead the rules block spends no cell.
+        let mut released = Vec::new();
+        let mut cell = true;
         for lead in claimed {
-            match self.check(lead.clone(), now).await {
-                Ok(Some(l)) => callable.push(l),
-                Ok(None) => {}
+            if stop.is_cancelled() {
+                released.push(lead);
+                continue;
+            }
+            let lead = match self.check(lead.clone(), d.clock.now()).await {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
                 // One lead's failure must not strand the rest of the batch
                 // until their leases run out; no attempt exists yet, so
                 // handing it back early cannot dial twice.
                 Err(e) => {
                     tracing::error!(campaign = %self.campaign.id, lead = lead.lead.id, error = %e, "checking a claimed lead failed; handed back");
-                    self.hand_back(&lead, now + Duration::minutes(1)).await;
+                    self.hand_back(&lead, d.clock.now() + Duration::minutes(1))
+                        .await;
+                    continue;
+                }
+            };
+            if !std::mem::take(&mut cell) {
+                tokio::select! {
+                    _ = stop.cancelled() => { released.push(lead); continue; }
+                    _ = heartbeat.beat_while(self.limiter.ready()) => {}
                 }
             }
-        }
-        let mut released = Vec::new();
-        for lead in callable {
-            if stop.is_cancelled() {
-                released.push(lead);
-                continue;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => { released.push(lead); continue; }
-                _ = self.limiter.ready() => {}
-            }
             let me = self.clone();
+            let unsent = Unsent::new(self);
             tracker.spawn(async move {
-                if let Err(e) = me.attempt(lead.clone()).await {
+                if let Err(e) = me.attempt(lead.clone(), unsent).await {
                     tracing::error!(campaign = %me.campaign.id, lead = lead.lead.id, error = %e, "attempt failed; lead handed back");
                     // An attempt may already be committed: the lead waits
                     // for the `unknown` retry delay, as after a lost request.
                     let now = me.daemon.clock.now();
-                    me.hand_back(&lead, outcome::retry_at(&me.campaign, &lead.lead, Outcome::Unknown, now)).await;
+                    me.hand_back(&lead, lifecycle::retry_at(&me.campaign, &lead.lead, Outcome::Unknown, now)).await;
                 }
             });
+        }
+        if cell {
+            self.cell_in_hand.store(true, Ordering::SeqCst);
         }
         // Stopping: hand unsent leads back at once instead of waiting for their lease.
         for lead in released {
@@ -185,7 +321,7 @@ impl Dispatcher {
                 )
                 .await?;
         }
-        Ok(None)
+        Ok(Next::Again)
     }
 
     /// Best effort, after an error: the lead back to `pending` at `at`
@@ -200,13 +336,7 @@ impl Dispatcher {
         {
             tracing::error!(campaign = %self.campaign.id, lead = lead.lead.id, error = %e, "could not hand the lead back; it returns when its lease expires");
         }
-    }
-
-    /// How long a claim holds a lead before it is sent: long enough to wait
-    /// for the campaign's rate for a whole batch.
-    fn claim_lease(&self) -> Duration {
-        let per_call = 60.0 / self.campaign.pacing.calls_per_minute.max(1) as f64;
-        Duration::seconds((per_call * CLAIM_BATCH as f64) as i64 + 300)
+        self.daemon.slot_freed(&self.provider.cfg.name);
     }
 
     /// May this lead be called now? Settles those that may not.
@@ -217,25 +347,11 @@ impl Dispatcher {
     ) -> anyhow::Result<Option<ClaimedLead>> {
         let d = &self.daemon;
         let l = &lead.lead;
-        if crate::phone::normalize(&l.phone, None).ok().as_deref() != Some(l.phone.as_str()) {
-            tracing::warn!(campaign = %l.campaign_id, lead = l.id, "lead's phone is not a valid E.164 number; skipped");
-            d.store
-                .release(
-                    &lead,
-                    &LeadNext::finished(LeadStatus::Skipped, SkipReason::InvalidNumber.as_str()),
-                    now,
-                )
-                .await?;
-            return Ok(None);
-        }
-        if l.attempts >= self.campaign.retry.max_attempts as i32 {
-            let last = l
-                .last_outcome
-                .clone()
-                .unwrap_or_else(|| Outcome::Unknown.to_string());
-            d.store
-                .release(&lead, &LeadNext::finished(LeadStatus::Exhausted, last), now)
-                .await?;
+        if let Some(next) = lifecycle::before_rules(&self.campaign, l) {
+            if next.status == crate::domain::LeadStatus::Skipped {
+                tracing::warn!(campaign = %l.campaign_id, lead = l.id, "lead's phone is not a valid E.164 number; skipped");
+            }
+            d.store.release(&lead, &next, now).await?;
             return Ok(None);
         }
         let verdict = self.verdict(l, now).await?;
@@ -255,21 +371,10 @@ impl Dispatcher {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let b = &verdict.blocked_by;
-        let next = if b.contains(&Rule::DoNotCall) {
-            LeadNext::finished(LeadStatus::Skipped, SkipReason::DoNotCall.as_str())
-        } else if b.contains(&Rule::UnknownTimezone) {
-            LeadNext::finished(LeadStatus::Skipped, SkipReason::UnknownTimezone.as_str())
-        } else {
-            // Keep `next_attempt_at` at an instant the lead may be called, so
-            // the claim only returns callable leads; re-checked at claim time.
-            let at = verdict
-                .next_callable_at
-                .filter(|t| *t > now)
-                .unwrap_or(now + Duration::days(1));
-            LeadNext::pending(at, None)
-        };
+        let next = lifecycle::blocked(verdict, now);
         tracing::debug!(campaign = %lead.lead.campaign_id, lead = lead.lead.id, blocked_by = ?b, "not callable now");
         self.daemon.store.release(lead, &next, now).await?;
+        self.daemon.slot_freed(&self.provider.cfg.name);
         Ok(())
     }
 
@@ -292,16 +397,29 @@ impl Dispatcher {
             paused: self.campaign.paused,
             final_status: false,
             due_at: None,
+            // Checked by the caller, which hands the lead back to the pause's end.
+            provider_paused_until: None,
             recent_attempts: &recent,
         };
         Ok(self.campaign.rules.evaluate(&facts, now))
     }
 
     /// Commits the attempt, places the call, records what the provider said.
-    async fn attempt(&self, lead: ClaimedLead) -> anyhow::Result<()> {
+    async fn attempt(&self, lead: ClaimedLead, unsent: Unsent) -> anyhow::Result<()> {
         let d = &self.daemon;
         let c = &self.campaign;
         let p = &self.provider;
+        // The provider's request budget is taken first, so that the rules
+        // below are checked, and the attempt committed, right before the
+        // request leaves (never before an unbounded wait). Campaigns of
+        // higher `priority` are served first; a lead that cannot have a cell
+        // while its claim still holds it goes back due, spending nothing.
+        let deadline = lead.lease_expires_at - Duration::seconds(1);
+        let Some(permit) = p.pacing.requests.take_as(c.priority, deadline).await else {
+            tracing::debug!(campaign = %c.id, lead = lead.lead.id, "no provider budget within the claim's lease; handed back");
+            self.hand_back(&lead, d.clock.now()).await;
+            return Ok(());
+        };
         // Checked again at the instant recorded as the attempt's
         // `requested_at`: the lead may have waited for its turn past the
         // window's end, or its number joined the do-not-call list meanwhile.
@@ -322,26 +440,61 @@ impl Dispatcher {
             let i = self.next_from.fetch_add(1, Ordering::Relaxed) % c.from_numbers.len();
             Some(c.from_numbers[i].clone())
         };
-        let unknown_due = outcome::retry_at(c, &lead.lead, Outcome::Unknown, now);
-        let timeout = Duration::from_std(p.cfg.request_timeout).unwrap_or(Duration::seconds(15));
-        let send_lease = now + timeout * 2 + Duration::seconds(60);
-        let Some(attempt) = d
+        let unknown_due = lifecycle::retry_at(c, &lead.lead, Outcome::Unknown, now);
+        // The lead's lease runs while its request is in flight; past it the
+        // poller takes the `sending` row for an orphan.
+        let send_lease = now + Timings::of(p).send_grace;
+        let caps = c.rules.caps_for(&lead.lead.phone);
+        let attempt = d
             .store
             .begin_attempt(
                 &lead,
                 &p.cfg.name,
                 from.as_deref(),
+                &caps,
                 send_lease,
                 unknown_due,
                 now,
             )
-            .await?
-        else {
-            tracing::info!(campaign = %c.id, lead = lead.lead.id, "lead no longer held (lease lost or stopped by another system); not dialled");
-            return Ok(());
+            .await;
+        drop(unsent);
+        let attempt = match attempt? {
+            Begun::Attempt(a) => *a,
+            Begun::NotHeld => {
+                tracing::info!(campaign = %c.id, lead = lead.lead.id, "lead no longer held (lease lost or stopped by another system); not dialled");
+                return Ok(());
+            }
+            Begun::Capped => {
+                // Another campaign or daemon called the number since the
+                // check above: the rules, reading that attempt too, say when.
+                // Judged at a fresh instant, since that attempt may have been
+                // stamped after `now`.
+                let now = d.clock.now();
+                let verdict = self.verdict(&lead.lead, now).await?;
+                tracing::info!(campaign = %c.id, lead = lead.lead.id, blocked_by = ?verdict.blocked_by, "number's attempt cap reached by another call; not dialled");
+                if verdict.callable {
+                    // The rules see no cap reached (the competing attempt was
+                    // refused before placing, or is stamped after this
+                    // instant): claimable again at once.
+                    d.store
+                        .release(&lead, &LeadNext::pending(now, None), now)
+                        .await?;
+                    return Ok(());
+                }
+                return self.not_callable(&lead, &verdict, now).await;
+            }
         };
-        let span = tracing::info_span!("attempt", campaign = %c.id, lead = lead.lead.id, attempt = %attempt.id, n = attempt.attempt);
-        self.place(lead, attempt, from, unknown_due)
+        // `provider_call_id` is recorded once the provider answers.
+        let span = tracing::info_span!(
+            "attempt",
+            campaign = %c.id,
+            lead = lead.lead.id,
+            attempt = %attempt.id,
+            n = attempt.attempt,
+            provider = %self.provider.cfg.name,
+            provider_call_id = tracing::field::Empty,
+        );
+        self.place(lead, attempt, from, permit)
             .instrument(span)
             .await
     }
@@ -352,9 +505,8 @@ impl Dispatcher {
         lead: ClaimedLead,
         attempt: crate::domain::Attempt,
         from: Option<String>,
-        unknown_due: DateTime<Utc>,
+        permit: crate::pacing::Permit,
     ) -> anyhow::Result<()> {
-        let d = &self.daemon;
         let c = &self.campaign;
         let p = &self.provider;
         let req = PlaceRequest {
@@ -370,95 +522,12 @@ impl Dispatcher {
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(|| lead.lead.phone.clone()),
             variables: self.variables(&lead.lead),
+            permit,
         };
-        p.pacing.requests.ready().await;
+        let started = std::time::Instant::now();
         let result = p.api.place(&req).await;
-        let now = d.clock.now();
-        match result {
-            PlaceResult::Placed {
-                provider_call_id,
-                provider_status,
-            } => {
-                d.metrics.inc(
-                    "dialer_calls_placed_total",
-                    &[("provider", &p.cfg.name), ("campaign", &c.id)],
-                );
-                let max_call =
-                    Duration::from_std(p.cfg.max_call_duration).unwrap_or(Duration::minutes(30));
-                let lease = now + max_call + Duration::minutes(5);
-                d.store
-                    .attempt_placed(&attempt, &provider_call_id, &provider_status, lease, now)
-                    .await?;
-                tracing::info!(provider_call_id = %provider_call_id, "call placed");
-            }
-            PlaceResult::NotPlaced {
-                retry_after,
-                reason,
-            } => {
-                let wait = retry_after.unwrap_or(std::time::Duration::from_secs(30));
-                let until = now + Duration::from_std(wait).unwrap_or(Duration::seconds(30));
-                p.pacing.pause(Pause {
-                    until,
-                    reason: reason.clone(),
-                    unusable: false,
-                });
-                d.metrics.inc(
-                    "dialer_calls_not_placed_total",
-                    &[("provider", &p.cfg.name)],
-                );
-                tracing::warn!(%reason, retry_at = %rfc3339(until), "provider did not take the call; same attempt is sent again later");
-                d.store
-                    .attempt_not_placed(&attempt, &reason, until, now)
-                    .await?;
-            }
-            PlaceResult::Unusable { message } => {
-                let until = now + Duration::minutes(5);
-                p.pacing.pause(Pause {
-                    until,
-                    reason: message.clone(),
-                    unusable: true,
-                });
-                d.metrics.inc(
-                    "dialer_provider_unusable_total",
-                    &[("provider", &p.cfg.name)],
-                );
-                tracing::error!(provider = %p.cfg.name, %message, "provider account unusable; dispatching on it is paused, no lead is burned");
-                d.store
-                    .attempt_not_placed(&attempt, &message, until, now)
-                    .await?;
-            }
-            PlaceResult::Rejected {
-                message,
-                number_refused,
-            } => {
-                tracing::warn!(%message, number_refused, "provider rejected the call");
-                let status = CallStatus {
-                    provider_status: "rejected".into(),
-                    outcome: Some(Outcome::Failed),
-                    status_at: Some(now),
-                    ended_at: Some(now),
-                    error: Some(message),
-                    ..Default::default()
-                };
-                let next = if number_refused {
-                    LeadNext::finished(LeadStatus::Skipped, SkipReason::Rejected.as_str())
-                } else {
-                    outcome::decide(c, &lead.lead, attempt.attempt, Outcome::Failed, now)
-                };
-                d.store
-                    .settle(&attempt.id, &status, AttemptState::Ended, Some(&next), now)
-                    .await?;
-            }
-            PlaceResult::Unknown { error } => {
-                d.metrics
-                    .inc("dialer_calls_unknown_total", &[("provider", &p.cfg.name)]);
-                tracing::warn!(%error, retry_at = %rfc3339(unknown_due), "fate of the call request unknown; never re-sent, waits for the unknown retry delay");
-                d.store
-                    .attempt_unknown(&attempt, &error, unknown_due, now)
-                    .await?;
-            }
-        }
-        Ok(())
+        self.place_latency.record(started.elapsed().as_secs_f64());
+        lifecycle::answered(&self.daemon, c, p, &lead, &attempt, result).await
     }
 
     /// The lead's own variables, then the campaign's `[variables]` rendered

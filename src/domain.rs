@@ -179,3 +179,15 @@ pub struct CallStatus {
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
+
+/// The first whole second at or after `t`: due times are stored in whole
+/// seconds and must never come early.
+pub fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{SubsecRound, Timelike};
+    let floor = t.trunc_subsecs(0);
+    if t.nanosecond() == 0 {
+        floor
+    } else {
+        floor + chrono::Duration::seconds(1)
+    }
+}

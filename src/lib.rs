@@ -4,6 +4,7 @@
 //! called, `pacing` says whether now, `store` commits the attempt, `provider`
 //! places the call, `status` learns its fate, `outcome` decides what next.
 
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -11,7 +12,9 @@ pub mod daemon;
 pub mod dispatch;
 pub mod domain;
 pub mod engine;
-pub mod outcome;
+pub mod lifecycle;
+pub mod live;
+pub mod metrics;
 pub mod pacing;
 pub mod phone;
 pub mod provider;
@@ -21,3 +24,4 @@ pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod watchdog;

@@ -13,6 +13,17 @@ pub fn is_e164(s: &str) -> bool {
 }
 
 /// Normalises `raw` to E.164. National numbers need `region` (ISO 3166 alpha-2).
+/// Checks a `--region` value before any row is read: an unknown region
+/// would otherwise refuse every national number one line at a time.
+pub fn check_region(region: Option<&str>) -> Result<(), String> {
+    match region {
+        Some(r) if r.to_ascii_uppercase().parse::<Id>().is_err() => Err(format!(
+            "--region: `{r}` is not a region code (two letters, e.g. US, FR)"
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn normalize(raw: &str, region: Option<&str>) -> Result<String, String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {

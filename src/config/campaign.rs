@@ -1,9 +1,11 @@
 //! Campaign files: one TOML file per campaign in `campaigns_dir`.
 
-use super::daemon::{DaemonConfig, ProviderKind};
+use super::bounds;
+use super::daemon::DaemonConfig;
 use super::table::{Problems, Table};
 use super::{read_toml, Problem};
 use crate::domain::Outcome;
+use crate::provider::CallerId;
 use crate::schedule::Rules;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -63,6 +65,18 @@ impl RetryPolicy {
     pub fn delay_after(&self, outcome: Outcome) -> Duration {
         self.after.get(&outcome).copied().unwrap_or(self.default)
     }
+
+    /// Applies a file's `[retry.after]`: the outcomes it lists, and its
+    /// `default`. A `default` the file sets wins over the built-in
+    /// per-outcome delays (SPEC), so they are dropped; without one, the
+    /// built-ins stay for the outcomes the file does not list.
+    fn apply_listed(&mut self, listed: BTreeMap<Outcome, Duration>, default: Option<Duration>) {
+        if let Some(d) = default {
+            self.after.clear();
+            self.default = d;
+        }
+        self.after.extend(listed);
+    }
 }
 
 impl Default for RetryPolicy {
@@ -118,6 +132,7 @@ pub fn load_campaigns(
                 file: daemon.file.clone(),
                 key: "campaigns_dir".into(),
                 why: format!("cannot read {}: {e}", dir.display()),
+                variable: None,
             }])
         }
     };
@@ -131,6 +146,7 @@ pub fn load_campaigns(
                         file: file.clone(),
                         key: "id".into(),
                         why: format!("`{}` is also the id of {}", c.id, other.file.display()),
+                        variable: None,
                     });
                 } else {
                     campaigns.push(c);
@@ -165,9 +181,9 @@ pub fn load_campaign(
         }
     }
     let provider = t.req::<String>("provider");
-    let provider_kind = match &provider {
+    let facts = match &provider {
         Some(p) => match daemon.providers.get(p) {
-            Some(pc) => Some(pc.kind),
+            Some(pc) => Some(pc.kind.facts()),
             None => {
                 let known: Vec<&str> = daemon.providers.keys().map(String::as_str).collect();
                 t.problem(
@@ -182,20 +198,33 @@ pub fn load_campaign(
         },
         None => None,
     };
-    let agent_id = if provider_kind == Some(ProviderKind::Simulated) {
-        t.opt::<String>("agent_id")
-            .unwrap_or_else(|| "simulated".into())
-    } else {
-        t.req::<String>("agent_id").unwrap_or_default()
+    let agent_id = match facts.and_then(|f| f.default_agent_id) {
+        Some(default) => t
+            .opt::<String>("agent_id")
+            .unwrap_or_else(|| default.into()),
+        None => t.req::<String>("agent_id").unwrap_or_default(),
     };
     let skill_id = t.opt::<String>("skill_id");
-    if provider_kind == Some(ProviderKind::Elemente) && skill_id.is_none() {
-        t.problem("skill_id", "is required for an elemente provider");
+    if let Some(f) = facts.filter(|f| f.needs_skill_id) {
+        if skill_id.is_none() {
+            let a = if f.name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            t.problem(
+                "skill_id",
+                format!("is required for {a} {} provider", f.name),
+            );
+        }
     }
     let from_numbers = t.opt::<Vec<String>>("from_numbers").unwrap_or_default();
-    if provider_kind == Some(ProviderKind::RevRing) {
+    if let Some(f) = facts.filter(|f| f.caller_id == CallerId::E164) {
         if from_numbers.is_empty() {
-            t.problem("from_numbers", "RevRing needs at least one E.164 caller ID");
+            t.problem(
+                "from_numbers",
+                format!("{} needs at least one E.164 caller ID", f.title),
+            );
         }
         for n in &from_numbers {
             if !crate::phone::is_e164(n) {
@@ -221,7 +250,7 @@ pub fn load_campaign(
             t.problem("ends", format!("{e} is before starts {s}"));
         }
     }
-    let paused = t.opt::<bool>("paused").unwrap_or(false);
+    let paused = t.bool("paused").unwrap_or(false);
     let priority = t.opt::<i64>("priority").unwrap_or(0);
 
     let mut window = WindowConfig::default();
@@ -249,17 +278,21 @@ pub fn load_campaign(
         max_concurrent: 5,
     };
     if let Some(mut p) = t.table("pacing") {
-        for (key, slot) in [
-            ("calls_per_minute", &mut pacing.calls_per_minute),
-            ("burst", &mut pacing.burst),
-            ("max_concurrent", &mut pacing.max_concurrent),
+        for (key, slot, range) in [
+            (
+                "calls_per_minute",
+                &mut pacing.calls_per_minute,
+                &bounds::CALLS_PER_MINUTE,
+            ),
+            ("burst", &mut pacing.burst, &bounds::BURST),
+            (
+                "max_concurrent",
+                &mut pacing.max_concurrent,
+                &bounds::MAX_CONCURRENT,
+            ),
         ] {
-            if let Some(v) = p.opt::<u32>(key) {
-                if v == 0 {
-                    p.problem(key, "must be at least 1");
-                } else {
-                    *slot = v;
-                }
+            if let Some(v) = p.int_in(key, range) {
+                *slot = v;
             }
         }
         p.finish();
@@ -267,18 +300,18 @@ pub fn load_campaign(
 
     let mut retry = RetryPolicy::default();
     if let Some(mut r) = t.table("retry") {
-        if let Some(n) = r.opt::<u32>("max_attempts") {
-            if n == 0 {
-                r.problem("max_attempts", "must be at least 1");
-            } else {
-                retry.max_attempts = n;
-            }
+        if let Some(n) = r.int_in("max_attempts", &bounds::MAX_ATTEMPTS) {
+            retry.max_attempts = n;
         }
         if let Some(mut a) = r.table("after") {
+            let mut listed = BTreeMap::new();
+            let mut default = None;
             for (key, _) in a.take_all() {
-                let Some(d) = a.duration(&key) else { continue };
+                let Some(d) = a.duration_in(&key, &bounds::RETRY_AFTER) else {
+                    continue;
+                };
                 if key == "default" {
-                    retry.default = d;
+                    default = Some(d);
                     continue;
                 }
                 match key.parse::<Outcome>() {
@@ -286,7 +319,7 @@ pub fn load_campaign(
                         a.problem(&key, format!("`{key}` is final; it is never retried"));
                     }
                     Ok(o) => {
-                        retry.after.insert(o, d);
+                        listed.insert(o, d);
                     }
                     Err(_) => a.problem(
                         &key,
@@ -294,6 +327,7 @@ pub fn load_campaign(
                     ),
                 }
             }
+            retry.apply_listed(listed, default);
             a.finish();
         }
         r.finish();
@@ -311,9 +345,10 @@ pub fn load_campaign(
             compliance.local_hours = h;
         }
         if c.has("max_attempts_per_day") {
-            compliance.max_attempts_per_day = c.opt::<u32>("max_attempts_per_day");
+            compliance.max_attempts_per_day =
+                c.int_in("max_attempts_per_day", &bounds::MAX_ATTEMPTS_PER_DAY);
         }
-        compliance.require_consent = c.opt::<bool>("require_consent").unwrap_or(false);
+        compliance.require_consent = c.bool("require_consent").unwrap_or(false);
         c.finish();
     }
     if compliance.local_hours.is_none() {

@@ -1,8 +1,10 @@
 //! The daemon file: database, server, log, providers.
 
+use super::bounds;
 use super::table::{Problems, Table};
 use super::{read_toml, resolve, Secret};
 use crate::domain::Outcome;
+use crate::provider::{self, Facts, Webhooks};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,25 +52,27 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "revring" => Ok(ProviderKind::RevRing),
-            "voicedock" => Ok(ProviderKind::VoiceDock),
-            "elemente" => Ok(ProviderKind::Elemente),
-            "simulated" => Ok(ProviderKind::Simulated),
-            other => Err(format!(
-                "unknown kind `{other}`; expected revring, voicedock, elemente or simulated"
-            )),
+    /// The kind a daemon file's `kind = "..."` names.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(f) = provider::KINDS.iter().find(|f| f.name == s) {
+            return Ok(f.kind);
         }
+        let names: Vec<&str> = provider::KINDS.iter().map(|f| f.name).collect();
+        let expected = match names.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        Err(format!("unknown kind `{s}`; expected {expected}"))
+    }
+
+    /// What configuration knows of this kind (its adapter's `FACTS`).
+    pub fn facts(self) -> &'static Facts {
+        provider::facts(self)
     }
 
     pub fn default_base_url(self) -> Option<&'static str> {
-        match self {
-            ProviderKind::RevRing => Some("https://api.revring.ai"),
-            ProviderKind::VoiceDock => Some("https://api.hmsovereign.com/api/v1"),
-            ProviderKind::Elemente => Some("https://api.elemente.ai"),
-            ProviderKind::Simulated => None,
-        }
+        self.facts().default_base_url
     }
 }
 
@@ -86,8 +90,15 @@ pub struct ProviderConfig {
     pub request_timeout: Duration,
     pub poll_interval: Duration,
     pub max_call_duration: Duration,
+    /// Consecutive place requests of unknown fate (timeout, 5xx, lost
+    /// connection) after which placing on this provider pauses until a probe
+    /// answers.
+    pub pause_after_unknown: u32,
     pub sim: Option<SimConfig>,
 }
+
+/// `pause_after_unknown` when the file does not set it.
+pub const DEFAULT_PAUSE_AFTER_UNKNOWN: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -116,14 +127,12 @@ pub(super) fn load(
         let mut max_connections = None;
         if let Some(mut d) = t.table("database") {
             url = d.opt::<String>("url");
-            max_connections = d.opt::<u32>("max_connections");
-            if max_connections == Some(0) {
-                d.problem("max_connections", "must be at least 1");
-            }
+            max_connections = d.int_in("max_connections", &bounds::MAX_CONNECTIONS);
             d.finish();
         }
         let url = url.unwrap_or_else(|| "sqlite://dialer.db".to_string());
-        let url = match resolve_sqlite_url(path, &url) {
+        let state_dir = env_dir("STATE_DIRECTORY");
+        let url = match resolve_sqlite_url(path, state_dir.as_deref(), &url) {
             Ok(u) => u,
             Err(why) => {
                 t.problem("database.url", why);
@@ -132,7 +141,7 @@ pub(super) fn load(
         };
         DatabaseConfig {
             url,
-            max_connections: max_connections.unwrap_or(8).max(1),
+            max_connections: max_connections.unwrap_or(8),
         }
     };
 
@@ -150,8 +159,9 @@ pub(super) fn load(
         }
     };
 
-    // SPEC's sample file writes `campaigns_dir` after `[log]`, which TOML
-    // reads as `log.campaigns_dir`; accept it there too.
+    // An earlier sample file wrote `campaigns_dir` after `[log]`, which TOML
+    // reads as `log.campaigns_dir`; it is still accepted there, with a
+    // warning, and the top-level key wins.
     let mut log_campaigns_dir = None;
     let log = {
         let mut format = LogFormat::Text;
@@ -166,11 +176,7 @@ pub(super) fn load(
             }) {
                 format = f;
             }
-            if let Some(v) = l.parsed("level", |v| {
-                tracing_subscriber::EnvFilter::try_new(v)
-                    .map(|_| v.to_string())
-                    .map_err(|e| format!("`{v}` is not a log level ({e})"))
-            }) {
+            if let Some(v) = l.parsed("level", check_level) {
                 level = v;
             }
             log_campaigns_dir = l.opt::<String>("campaigns_dir");
@@ -179,8 +185,20 @@ pub(super) fn load(
         LogConfig { format, level }
     };
 
-    let campaigns_dir = t
-        .opt::<String>("campaigns_dir")
+    let top_campaigns_dir = t.opt::<String>("campaigns_dir");
+    if log_campaigns_dir.is_some() {
+        let what = if top_campaigns_dir.is_some() {
+            "is ignored: the top-level campaigns_dir wins"
+        } else {
+            "is deprecated and still read for now"
+        };
+        warnings.push(format!(
+            "{}: `log.campaigns_dir` (campaigns_dir written after [log]) {what}; \
+             move campaigns_dir to the top of the file, before any [table]",
+            path.display()
+        ));
+    }
+    let campaigns_dir = top_campaigns_dir
         .or(log_campaigns_dir)
         .unwrap_or_else(|| "campaigns".into());
     let campaigns_dir = resolve(path, Path::new(&campaigns_dir));
@@ -196,6 +214,7 @@ pub(super) fn load(
         }
     }
     t.finish();
+    name_overriding_variables(path, &mut problems.list);
 
     Ok((
         DaemonConfig {
@@ -210,8 +229,68 @@ pub(super) fn load(
     ))
 }
 
-/// `sqlite://relative.db` is relative to the config file like every other path.
-fn resolve_sqlite_url(file: &Path, url: &str) -> Result<String, String> {
+/// Names the environment variable behind each problem whose value came
+/// from a `DIALER__SECTION__KEY` override rather than from the file: the
+/// operator must fix the variable, and the file has nothing to show.
+fn name_overriding_variables(path: &Path, problems: &mut [super::Problem]) {
+    let overrides: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(var, _)| {
+            let rest = var.to_lowercase().strip_prefix("dialer__")?.to_string();
+            Some((rest.replace("__", "."), var))
+        })
+        .collect();
+    if overrides.is_empty() || problems.is_empty() {
+        return;
+    }
+    let mut scratch = Problems::new(path);
+    let file_only = read_toml(path, None, &mut scratch).unwrap_or_default();
+    for p in problems.iter_mut().filter(|p| !p.key.is_empty()) {
+        let exact = overrides.iter().find(|(key, _)| *key == p.key);
+        // A key the file does not have at all (an unknown table, say) came
+        // from the variable that set something under it.
+        let under = || {
+            let prefix = format!("{}.", p.key);
+            overrides
+                .iter()
+                .find(|(key, _)| key.starts_with(&prefix))
+                .filter(|_| !file_has(&file_only, &p.key))
+        };
+        if let Some((_, var)) = exact.or_else(under) {
+            p.variable = Some(var.clone());
+        }
+    }
+}
+
+/// Whether the dotted `key` is set in `map`.
+fn file_has(map: &config::Map<String, config::Value>, key: &str) -> bool {
+    let (head, rest) = match key.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (key, None),
+    };
+    match (map.get(head), rest) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(v), Some(rest)) => match &v.kind {
+            config::ValueKind::Table(t) => file_has(t, rest),
+            _ => false,
+        },
+    }
+}
+
+/// The first directory of a systemd directory variable (`STATE_DIRECTORY`,
+/// `CREDENTIALS_DIRECTORY`): set by the service manager for a unit that
+/// asks for it; a list separated by `:` when the unit names several.
+fn env_dir(var: &str) -> Option<PathBuf> {
+    let v = std::env::var_os(var)?;
+    let first = v.to_str()?.split(':').next()?.to_string();
+    (!first.is_empty()).then(|| PathBuf::from(first))
+}
+
+/// A relative `sqlite://FILE` is the daemon's state: it resolves against
+/// `state_dir` (systemd's `$STATE_DIRECTORY`, from `StateDirectory=`) when
+/// there is one, else against the config file's directory like every other
+/// path. Under systemd the config directory is read-only.
+fn resolve_sqlite_url(file: &Path, state_dir: Option<&Path>, url: &str) -> Result<String, String> {
     if let Some(rest) = url.strip_prefix("sqlite://") {
         if rest.is_empty() {
             return Err("sqlite URL names no file".into());
@@ -223,7 +302,10 @@ fn resolve_sqlite_url(file: &Path, url: &str) -> Result<String, String> {
             Some((f, q)) => (f, Some(q)),
             None => (rest, None),
         };
-        let abs = resolve(file, Path::new(file_part));
+        let abs = match state_dir {
+            Some(dir) => dir.join(file_part),
+            None => resolve(file, Path::new(file_part)),
+        };
         let mut out = format!("sqlite://{}", abs.display());
         if let Some(q) = query {
             out.push('?');
@@ -265,25 +347,24 @@ fn provider(
         warnings.push(format!("provider `{name}`: {w}"));
     }
     let username = t.opt::<String>("username");
-    let requests_per_minute = t.opt::<u32>("requests_per_minute");
-    let max_concurrent_calls = t.opt::<u32>("max_concurrent_calls");
-    for (key, v) in [
-        ("requests_per_minute", requests_per_minute),
-        ("max_concurrent_calls", max_concurrent_calls),
-    ] {
-        if v == Some(0) {
-            t.problem(key, "must be at least 1");
-        }
-    }
-    let request_timeout = t.duration("request_timeout");
-    let poll_interval = t.duration("poll_interval");
-    let max_call_duration = t.duration("max_call_duration");
+    let requests_per_minute = t.int_in("requests_per_minute", &bounds::REQUESTS_PER_MINUTE);
+    let max_concurrent_calls = t.int_in("max_concurrent_calls", &bounds::MAX_CONCURRENT_CALLS);
+    let pause_after_unknown = t.int_in("pause_after_unknown", &bounds::PAUSE_AFTER_UNKNOWN);
+    let request_timeout = t.duration_in("request_timeout", &bounds::REQUEST_TIMEOUT);
+    let poll_interval = t.duration_in("poll_interval", &bounds::POLL_INTERVAL);
+    let max_call_duration = t.duration_in("max_call_duration", &bounds::MAX_CALL_DURATION);
 
     let sim_keys = ["min_duration", "max_duration", "seed", "outcomes"];
-    let sim = if kind == Some(ProviderKind::Simulated) {
-        let min_duration = t.duration("min_duration").unwrap_or(Duration::from_secs(1));
-        let max_duration = t.duration("max_duration").unwrap_or(Duration::from_secs(5));
-        if max_duration < min_duration {
+    let sim = if kind.is_some_and(|k| k.facts().simulation) {
+        let refused = |t: &Table<'_>, key: &str, d: Option<Duration>| t.has(key) && d.is_none();
+        let min_duration = t.duration_in("min_duration", &bounds::SIM_DURATION);
+        let max_duration = t.duration_in("max_duration", &bounds::SIM_DURATION);
+        // A value already refused is not compared with its default partner.
+        let either_refused =
+            refused(&t, "min_duration", min_duration) || refused(&t, "max_duration", max_duration);
+        let min_duration = min_duration.unwrap_or(Duration::from_secs(1));
+        let max_duration = max_duration.unwrap_or(Duration::from_secs(5));
+        if !either_refused && max_duration < min_duration {
             t.problem("max_duration", "must not be shorter than min_duration");
         }
         let seed = t.opt::<u64>("seed").unwrap_or(42);
@@ -322,9 +403,15 @@ fn provider(
             outcomes,
         })
     } else {
+        let simulated: Vec<String> = provider::KINDS
+            .iter()
+            .filter(|f| f.simulation)
+            .map(|f| format!("kind = \"{}\"", f.name))
+            .collect();
+        let only_for = format!("only for {}", simulated.join(" or "));
         for key in sim_keys {
             if t.has(key) {
-                t.problem(key, "only for kind = \"simulated\"");
+                t.problem(key, only_for.clone());
                 let _ = t.opt::<config::Value>(key);
             }
         }
@@ -332,36 +419,31 @@ fn provider(
     };
 
     let kind = kind?;
-    match kind {
-        ProviderKind::Simulated => {}
-        _ => {
-            if api_key.is_none() && !t.has("api_key_env") && !t.has("api_key_file") {
-                t.problem(
-                    "api_key_env",
-                    "an API key is required: set api_key_env or api_key_file",
-                );
-            }
-            if webhook_secret.is_none() && kind != ProviderKind::Elemente {
-                warnings.push(format!(
-                    "provider `{name}`: no webhook secret is set, so every webhook to /webhooks/{name} is refused (401); calls are still followed by polling"
-                ));
-            }
-        }
+    let facts = kind.facts();
+    if facts.needs_api_key && api_key.is_none() && !t.has("api_key_env") && !t.has("api_key_file") {
+        t.problem(
+            "api_key_env",
+            "an API key is required: set api_key_env or api_key_file",
+        );
     }
-    if kind == ProviderKind::Elemente && username.is_none() {
+    if facts.webhooks == Webhooks::SecretRequired && webhook_secret.is_none() {
+        warnings.push(format!(
+            "provider `{name}`: no webhook secret is set, so every webhook to /webhooks/{name} is refused (401); calls are still followed by polling"
+        ));
+    }
+    if facts.needs_username && username.is_none() {
         t.problem(
             "username",
-            "is required for kind = \"elemente\" (HTTP Basic user)",
+            format!(
+                "is required for kind = \"{}\" (HTTP Basic user)",
+                facts.name
+            ),
         );
     }
     let base_url = base_url
-        .or_else(|| kind.default_base_url().map(str::to_string))
+        .or_else(|| facts.default_base_url.map(str::to_string))
         .unwrap_or_default();
-    let default_rpm = match kind {
-        ProviderKind::VoiceDock => 100,
-        ProviderKind::Simulated => 60_000,
-        _ => 600,
-    };
+    let default_rpm = facts.default_requests_per_minute;
     t.finish();
     Some(ProviderConfig {
         name: name.to_string(),
@@ -370,8 +452,9 @@ fn provider(
         api_key,
         webhook_secret,
         username,
-        requests_per_minute: requests_per_minute.unwrap_or(default_rpm).max(1),
-        max_concurrent_calls: max_concurrent_calls.unwrap_or(20).max(1),
+        requests_per_minute: requests_per_minute.unwrap_or(default_rpm),
+        max_concurrent_calls: max_concurrent_calls.unwrap_or(20),
+        pause_after_unknown: pause_after_unknown.unwrap_or(DEFAULT_PAUSE_AFTER_UNKNOWN),
         request_timeout: request_timeout.unwrap_or(Duration::from_secs(15)),
         poll_interval: poll_interval.unwrap_or(Duration::from_secs(5)),
         max_call_duration: max_call_duration.unwrap_or(Duration::from_secs(30 * 60)),
@@ -380,9 +463,10 @@ fn provider(
 }
 
 /// `<base>_env` names an environment variable, `<base>_file` a file (systemd
-/// credentials); at most one of them. With `soft`, a secret that cannot be
-/// read is a warning there instead of a problem (a missing webhook secret
-/// only means webhooks are refused).
+/// credentials); at most one of them. With `soft`, an environment variable
+/// that is not set is a warning there instead of a problem (a missing webhook
+/// secret only means webhooks are refused); a file that cannot be read is
+/// always a problem.
 fn secret(
     file: &Path,
     t: &mut Table<'_>,
@@ -413,7 +497,7 @@ fn secret(
             }
         },
         (None, Some(p)) => {
-            let full = resolve(file, Path::new(&p));
+            let full = secret_path(file, env_dir("CREDENTIALS_DIRECTORY").as_deref(), &p);
             match std::fs::read_to_string(&full) {
                 Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
                 Ok(_) | Err(_) => {
@@ -421,14 +505,100 @@ fn secret(
                         Ok(_) => format!("{} is empty or unreadable", full.display()),
                         Err(e) => format!("cannot read {}: {e}", full.display()),
                     };
-                    match soft {
-                        Some(w) => w.push(format!("{file_key}: {why}")),
-                        None => t.problem(&file_key, why),
-                    }
+                    // A file named but unreadable is a mistake to fix
+                    // (a wrong path, a missing credential), even for a
+                    // secret whose absence only refuses webhooks.
+                    t.problem(&file_key, why);
                     None
                 }
             }
         }
         (None, None) => None,
+    }
+}
+
+/// Where a `*_file` secret is read: a relative name is first looked up in
+/// `credentials` (systemd's `$CREDENTIALS_DIRECTORY`, from `LoadCredential=`)
+/// when that is set and holds it, else relative to the config file.
+fn secret_path(file: &Path, credentials: Option<&Path>, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if let Some(dir) = credentials.filter(|_| p.is_relative()) {
+        let in_credentials = dir.join(p);
+        if in_credentials.is_file() {
+            return in_credentials;
+        }
+    }
+    resolve(file, p)
+}
+
+/// A `log.level`: a level, or comma-separated `target=level` directives.
+/// A bare word that is not a level (`warning`, `infoo`) would be read as a
+/// target name and silence every log line, so it is refused.
+fn check_level(v: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in v.split(',') {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, l)| l)
+            .trim();
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{v}` is not a log level: `{level}` is not one of {}",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(v)
+        .map(|_| v.to_string())
+        .map_err(|e| format!("`{v}` is not a log level ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_sqlite_file_is_in_the_state_directory_when_there_is_one() {
+        let file = Path::new("/etc/dialer/dialer.toml");
+        let state = Path::new("/var/lib/dialer");
+        let url = |s, u| resolve_sqlite_url(file, s, u).unwrap();
+        assert_eq!(
+            url(Some(state), "sqlite://dialer.db"),
+            "sqlite:///var/lib/dialer/dialer.db"
+        );
+        assert_eq!(
+            url(Some(state), "sqlite://db/d.db?mode=rwc"),
+            "sqlite:///var/lib/dialer/db/d.db?mode=rwc"
+        );
+        assert_eq!(
+            url(None, "sqlite://dialer.db"),
+            "sqlite:///etc/dialer/dialer.db"
+        );
+        assert_eq!(url(Some(state), "sqlite:///srv/d.db"), "sqlite:///srv/d.db");
+        assert_eq!(url(Some(state), "sqlite://:memory:"), "sqlite://:memory:");
+    }
+
+    #[test]
+    fn a_relative_secret_file_is_found_among_the_credentials_first() {
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("revring"), "k").unwrap();
+        let file = Path::new("/etc/dialer/dialer.toml");
+        let c = Some(creds.path());
+        assert_eq!(
+            secret_path(file, c, "revring"),
+            creds.path().join("revring")
+        );
+        assert_eq!(
+            secret_path(file, c, "other"),
+            PathBuf::from("/etc/dialer/other")
+        );
+        assert_eq!(
+            secret_path(file, None, "revring"),
+            PathBuf::from("/etc/dialer/revring")
+        );
+        assert_eq!(
+            secret_path(file, c, "/k/revring"),
+            PathBuf::from("/k/revring")
+        );
     }
 }

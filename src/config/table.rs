@@ -3,9 +3,11 @@
 //! `#[derive(Deserialize)]` would. Unknown keys are problems too: a typo must
 //! not silently disable a limit.
 
+use super::bounds::{refuse_int, Span};
 use config::{Map, Value, ValueKind};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 /// One thing wrong with a configuration file.
@@ -14,11 +16,20 @@ pub struct Problem {
     pub file: PathBuf,
     pub key: String,
     pub why: String,
+    /// The environment variable (`DIALER__SECTION__KEY`) that set the value,
+    /// when it was not the file.
+    pub variable: Option<String>,
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.key.is_empty() {
+        if let Some(var) = &self.variable {
+            write!(
+                f,
+                "environment variable {var}: `{}`: {}",
+                self.key, self.why
+            )
+        } else if self.key.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.why)
         } else {
             write!(f, "{}: `{}`: {}", self.file.display(), self.key, self.why)
@@ -46,6 +57,7 @@ impl Problems {
             file: self.file.clone(),
             key: key.into(),
             why: why.into(),
+            variable: None,
         });
     }
 }
@@ -98,6 +110,30 @@ impl<'p> Table<'p> {
         }
     }
 
+    /// An optional boolean. Only `true` or `false` is one: the `config`
+    /// crate would also turn strings such as `"yes"` or `"off"` into
+    /// booleans, and `paused = "no"` read as a boolean is a guess.
+    pub fn bool(&mut self, key: &str) -> Option<bool> {
+        self.used.insert(key.to_string());
+        match &self.map.get(key)?.kind {
+            ValueKind::Boolean(b) => Some(*b),
+            ValueKind::String(s) => {
+                self.problem(
+                    key,
+                    format!("\"{s}\" is a string; write true or false, without quotes"),
+                );
+                None
+            }
+            other => {
+                self.problem(
+                    key,
+                    format!("`{other}` is not a boolean; write true or false"),
+                );
+                None
+            }
+        }
+    }
+
     /// A required key; reports its absence.
     pub fn req<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
         if !self.map.contains_key(key) {
@@ -120,8 +156,30 @@ impl<'p> Table<'p> {
         }
     }
 
-    pub fn duration(&mut self, key: &str) -> Option<std::time::Duration> {
-        self.parsed(key, parse_duration)
+    /// An optional duration that must lie within `span`.
+    pub fn duration_in(&mut self, key: &str, span: &Span) -> Option<std::time::Duration> {
+        self.parsed(key, |s| {
+            let d = parse_duration(s)?;
+            match span.refuse(s.trim(), d) {
+                Some(why) => Err(why),
+                None => Ok(d),
+            }
+        })
+    }
+
+    /// An optional integer that must lie within `range`. Read as `i64` so
+    /// that a negative or huge value is reported as out of range rather
+    /// than as a type error.
+    pub fn int_in(&mut self, key: &str, range: &RangeInclusive<u32>) -> Option<u32> {
+        let v: i64 = self.opt(key)?;
+        match refuse_int(v, range).map_or_else(|| u32::try_from(v).map_err(|e| e.to_string()), Err)
+        {
+            Ok(v) => Some(v),
+            Err(why) => {
+                self.problem(key, why);
+                None
+            }
+        }
     }
 
     /// A sub-table; `None` when absent (or reported when not a table).

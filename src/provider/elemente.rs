@@ -16,6 +16,24 @@ const VOCAB: Vocabulary = Vocabulary {
     agent_words: &["agent", "skill"],
 };
 
+/// Elemente as configuration sees it: HTTP Basic with a `username`, a
+/// `skillId` on every call, no caller-ID field and no webhooks.
+pub const FACTS: Facts = Facts {
+    kind: ProviderKind::Elemente,
+    name: "elemente",
+    title: "Elemente",
+    default_base_url: Some("https://api.elemente.ai"),
+    default_requests_per_minute: 600,
+    needs_api_key: true,
+    needs_username: true,
+    needs_skill_id: true,
+    default_agent_id: None,
+    caller_id: CallerId::Unused,
+    webhooks: Webhooks::NotSent,
+    simulation: false,
+    build: |cfg, clock, budget| Ok(Arc::new(Elemente::new(cfg, clock, budget)?)),
+};
+
 pub struct Elemente {
     name: String,
     base: String,
@@ -26,10 +44,12 @@ pub struct Elemente {
     basic: Secret,
     client: reqwest::Client,
     clock: Clock,
+    /// Every request but a place request takes a cell of it.
+    budget: Budget,
 }
 
 impl Elemente {
-    pub fn new(cfg: &ProviderConfig, clock: Clock) -> anyhow::Result<Self> {
+    pub fn new(cfg: &ProviderConfig, clock: Clock, budget: Budget) -> anyhow::Result<Self> {
         let username = match &cfg.username {
             Some(u) if !u.is_empty() => u.clone(),
             _ => anyhow::bail!(
@@ -60,6 +80,7 @@ impl Elemente {
             basic: Secret::new(basic),
             client,
             clock,
+            budget,
         })
     }
 
@@ -181,7 +202,7 @@ impl Provider for Elemente {
             .post(format!("{}/api/v1/calls", self.base))
             .basic_auth(&self.username, Some(self.key.expose()))
             .json(&place_body(req));
-        let v = match http::send_place(rb, self.clock.now(), &VOCAB, &secrets).await {
+        let v = match http::send_place(rb, &req.permit, &self.clock, &VOCAB, &secrets).await {
             Ok(v) => v,
             Err(result) => return result,
         };
@@ -213,7 +234,7 @@ impl Provider for Elemente {
                 ("dateRange[to]", crate::domain::rfc3339(to)),
                 ("channel", "call".to_string()),
             ]);
-        let Some(v) = http::send_poll(rb, self.clock.now(), &secrets).await? else {
+        let Some(v) = http::send_poll(rb, &self.budget, &self.clock, &secrets).await? else {
             return Ok(Vec::new());
         };
         let calls = calls_in(&v);
@@ -277,7 +298,9 @@ impl Provider for Elemente {
                 ("dateRange[to]", crate::domain::rfc3339(now)),
                 ("channel", "call".to_string()),
             ]);
-        http::send_poll(rb, now, &self.secrets()).await.map(|_| ())
+        http::send_poll(rb, &self.budget, &self.clock, &self.secrets())
+            .await
+            .map(|_| ())
     }
 }
 
@@ -336,9 +359,10 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_secs(5),
             max_call_duration: Duration::from_secs(1800),
+            pause_after_unknown: 5,
             sim: None,
         };
-        let p = Elemente::new(&cfg, Clock::system()).unwrap();
+        let p = Elemente::new(&cfg, Clock::system(), Budget::unmetered()).unwrap();
         let r = p.webhook(&WebhookRequest {
             headers: &axum::http::HeaderMap::new(),
             query: &std::collections::HashMap::new(),
@@ -350,6 +374,6 @@ mod tests {
             username: None,
             ..cfg
         };
-        assert!(Elemente::new(&no_user, Clock::system()).is_err());
+        assert!(Elemente::new(&no_user, Clock::system(), Budget::unmetered()).is_err());
     }
 }

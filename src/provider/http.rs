@@ -1,10 +1,14 @@
 //! What the three HTTP adapters share: the client (configured timeout, no
-//! retries of any kind), classifying transport failures and error answers into
-//! `PlaceResult` / `ProviderError`, `Retry-After`, both error body shapes,
-//! lenient field readers, and keeping secrets out of every message.
+//! retries of any kind), the one place a request is sent and metered against
+//! the provider's request budget, classifying transport failures and error
+//! answers into `PlaceResult` / `ProviderError`, `Retry-After`, both error
+//! body shapes, lenient field readers, and keeping secrets out of every
+//! message.
 
 use super::{PlaceResult, ProviderError};
+use crate::clock::Clock;
 use crate::config::ProviderConfig;
+use crate::pacing::{Budget, Permit};
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -16,22 +20,22 @@ use std::time::Duration;
 /// Longest slice of a provider's body quoted in an error message.
 const MAX_QUOTE: usize = 300;
 
-/// Builds the client for one provider. No retry policy: a "place call"
-/// request must leave at most once (SPEC promise 1), so even reqwest's
-/// default replay of HTTP/2 protocol NACKs is switched off.
 /// What an adapter keeps of its account: where it is, the key, the webhook
-/// secret, the HTTP client and the clock.
+/// secret, the HTTP client, the clock and the request budget.
 pub struct Account {
     pub name: String,
     pub base: String,
     pub key: crate::config::Secret,
     pub webhook_secret: Option<crate::config::Secret>,
     pub client: reqwest::Client,
-    pub clock: crate::clock::Clock,
+    pub clock: Clock,
+    /// Every request but a place request (sent on the dispatcher's permit)
+    /// takes a cell of it in `send_poll`.
+    pub budget: Budget,
 }
 
 impl Account {
-    pub fn new(cfg: &ProviderConfig, clock: crate::clock::Clock) -> anyhow::Result<Self> {
+    pub fn new(cfg: &ProviderConfig, clock: Clock, budget: Budget) -> anyhow::Result<Self> {
         Ok(Account {
             name: cfg.name.clone(),
             base: base_url(cfg),
@@ -39,6 +43,7 @@ impl Account {
             webhook_secret: cfg.webhook_secret.clone(),
             client: client(cfg)?,
             clock,
+            budget,
         })
     }
 
@@ -52,6 +57,11 @@ impl Account {
     }
 }
 
+/// Builds the client for one provider. No retry policy: a "place call"
+/// request must leave at most once (SPEC promise 1), so even reqwest's
+/// default replay of HTTP/2 protocol NACKs is switched off. Redirects are not
+/// followed either: a 307/308 would send the same call again, and a redirect
+/// to another host would hand it the api key in the request's headers.
 pub fn client(cfg: &ProviderConfig) -> anyhow::Result<reqwest::Client> {
     let timeout = cfg.request_timeout;
     // The connect timeout fires a little before the whole-request one, so a
@@ -62,6 +72,7 @@ pub fn client(cfg: &ProviderConfig) -> anyhow::Result<reqwest::Client> {
         .timeout(timeout)
         .connect_timeout(timeout.mul_f64(0.9))
         .retry(reqwest::retry::never())
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("dialer/", env!("CARGO_PKG_VERSION")))
         .build()?)
 }
@@ -309,6 +320,13 @@ pub fn classify_place_error(
         secrets,
     );
     let hay = err.haystack();
+    if status.is_redirection() {
+        // The provider may have acted on the request before pointing
+        // elsewhere, and following it could place the call twice.
+        return PlaceResult::Unknown {
+            error: format!("{message} (redirect not followed)"),
+        };
+    }
     if status == StatusCode::TOO_MANY_REQUESTS {
         return PlaceResult::NotPlaced {
             retry_after: retry_after(headers, now)
@@ -372,19 +390,50 @@ pub fn classify_poll_error(
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PAYMENT_REQUIRED => {
             ProviderError::Unusable(message)
         }
+        s if s.is_redirection() => {
+            ProviderError::Other(format!("{message} (redirect not followed)"))
+        }
         _ => ProviderError::Other(message),
     }
 }
 
-/// Sends a place request and returns the parsed body of a 2xx answer, or the
-/// final classification of anything else.
+/// The cell of the provider's request budget a request leaves on.
+enum Cell<'a> {
+    /// Taken right before the request leaves.
+    Take(&'a Budget),
+    /// Already taken for it: a place request's permit.
+    Taken(&'a Permit),
+}
+
+/// Every request to a provider leaves here, on exactly one cell of its
+/// request budget.
+async fn send(
+    rb: reqwest::RequestBuilder,
+    cell: Cell<'_>,
+) -> Result<reqwest::Response, reqwest::Error> {
+    match cell {
+        Cell::Take(budget) => {
+            let _spent = budget.take().await;
+        }
+        Cell::Taken(_permit) => {}
+    }
+    rb.send().await
+}
+
+/// Sends a place request on the permit the dispatcher took for it, and
+/// returns the parsed body of a 2xx answer, or the final classification of
+/// anything else.
 pub async fn send_place(
     rb: reqwest::RequestBuilder,
-    now: DateTime<Utc>,
+    permit: &Permit,
+    clock: &Clock,
     vocab: &Vocabulary,
     secrets: &[&str],
 ) -> Result<Value, PlaceResult> {
-    let resp = rb.send().await.map_err(|e| place_transport(&e, secrets))?;
+    let resp = send(rb, Cell::Taken(permit))
+        .await
+        .map_err(|e| place_transport(&e, secrets))?;
+    let now = clock.now();
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = match resp.bytes().await {
@@ -418,14 +467,19 @@ pub async fn send_place(
     })
 }
 
-/// Sends a poll request and returns the parsed body of a 2xx answer; `None`
-/// for a 404 (the call is not known there).
+/// Sends any other request (get, batch-get, list page, probe) on a cell
+/// taken from `budget` right before it leaves, and returns the parsed body
+/// of a 2xx answer; `None` for a 404 (the call is not known there).
 pub async fn send_poll(
     rb: reqwest::RequestBuilder,
-    now: DateTime<Utc>,
+    budget: &Budget,
+    clock: &Clock,
     secrets: &[&str],
 ) -> Result<Option<Value>, ProviderError> {
-    let resp = rb.send().await.map_err(|e| poll_transport(&e, secrets))?;
+    let resp = send(rb, Cell::Take(budget))
+        .await
+        .map_err(|e| poll_transport(&e, secrets))?;
+    let now = clock.now();
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp

@@ -20,6 +20,24 @@ const VOCAB: Vocabulary = Vocabulary {
     agent_words: &["agent"],
 };
 
+/// RevRing as configuration sees it: numbers are E.164 (docs.revring.ai),
+/// the post-call webhook is unsigned so it must carry the webhook secret.
+pub const FACTS: Facts = Facts {
+    kind: ProviderKind::RevRing,
+    name: "revring",
+    title: "RevRing",
+    default_base_url: Some("https://api.revring.ai"),
+    default_requests_per_minute: 600,
+    needs_api_key: true,
+    needs_username: false,
+    needs_skill_id: false,
+    default_agent_id: None,
+    caller_id: CallerId::E164,
+    webhooks: Webhooks::SecretRequired,
+    simulation: false,
+    build: |cfg, clock, budget| Ok(Arc::new(RevRing::new(cfg, clock, budget)?)),
+};
+
 pub struct RevRing(http::Account);
 
 /// The account's fields read as the adapter's own.
@@ -31,8 +49,8 @@ impl std::ops::Deref for RevRing {
 }
 
 impl RevRing {
-    pub fn new(cfg: &ProviderConfig, clock: Clock) -> anyhow::Result<Self> {
-        Ok(RevRing(http::Account::new(cfg, clock)?))
+    pub fn new(cfg: &ProviderConfig, clock: Clock, budget: Budget) -> anyhow::Result<Self> {
+        Ok(RevRing(http::Account::new(cfg, clock, budget)?))
     }
 }
 
@@ -138,7 +156,7 @@ impl Provider for RevRing {
             .post(format!("{}/v1/calls", self.base))
             .header("x-api-key", self.key.expose())
             .json(&place_body(req));
-        let v = match http::send_place(rb, self.clock.now(), &VOCAB, &secrets).await {
+        let v = match http::send_place(rb, &req.permit, &self.clock, &VOCAB, &secrets).await {
             Ok(v) => v,
             Err(result) => return result,
         };
@@ -172,7 +190,7 @@ impl Provider for RevRing {
                 .post(format!("{}/v1/calls/batch-get", self.base))
                 .header("x-api-key", self.key.expose())
                 .json(&json!({ "ids": ids, "minimal": false }));
-            let Some(v) = http::send_poll(rb, self.clock.now(), &secrets).await? else {
+            let Some(v) = http::send_poll(rb, &self.budget, &self.clock, &secrets).await? else {
                 continue;
             };
             for call in calls_in(&v) {
@@ -204,7 +222,7 @@ impl Provider for RevRing {
             .client
             .get(format!("{}/v1/calls/{PROBE_ID}", self.base))
             .header("x-api-key", self.key.expose());
-        http::send_poll(rb, self.clock.now(), &self.secrets())
+        http::send_poll(rb, &self.budget, &self.clock, &self.secrets())
             .await
             .map(|_| ())
     }
@@ -351,9 +369,10 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_secs(5),
             max_call_duration: Duration::from_secs(1800),
+            pause_after_unknown: 5,
             sim: None,
         };
-        RevRing::new(&cfg, Clock::system()).unwrap()
+        RevRing::new(&cfg, Clock::system(), Budget::unmetered()).unwrap()
     }
 
     const BODY: &[u8] = br#"{"id":"c9","status":"COMPLETED","startedAt":null,"variables":{"dialer_attempt_id":"a9"}}"#;

@@ -13,6 +13,25 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// The simulated provider as configuration sees it: no account, no
+/// requests, no agent of its own, calls drawn from the simulation keys.
+pub const FACTS: Facts = Facts {
+    kind: ProviderKind::Simulated,
+    name: "simulated",
+    title: "Simulated",
+    default_base_url: None,
+    default_requests_per_minute: 60_000,
+    needs_api_key: false,
+    needs_username: false,
+    needs_skill_id: false,
+    default_agent_id: Some("simulated"),
+    caller_id: CallerId::Unused,
+    webhooks: Webhooks::NotSent,
+    simulation: true,
+    // Makes no requests: polls take no cell.
+    build: |cfg, clock, _budget| Ok(Arc::new(Simulated::new(cfg, clock))),
+};
+
 pub struct Simulated {
     name: String,
     cfg: SimConfig,

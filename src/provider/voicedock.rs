@@ -23,6 +23,25 @@ const VOCAB: Vocabulary = Vocabulary {
     agent_words: &["assistant", "agent", "number_id"],
 };
 
+/// VoiceDock as configuration sees it: 100 requests a minute per key, the
+/// caller ID is an optional `number_id`, webhooks are HMAC-signed with the
+/// webhook secret.
+pub const FACTS: Facts = Facts {
+    kind: ProviderKind::VoiceDock,
+    name: "voicedock",
+    title: "VoiceDock",
+    default_base_url: Some("https://api.hmsovereign.com/api/v1"),
+    default_requests_per_minute: 100,
+    needs_api_key: true,
+    needs_username: false,
+    needs_skill_id: false,
+    default_agent_id: None,
+    caller_id: CallerId::NumberId,
+    webhooks: Webhooks::SecretRequired,
+    simulation: false,
+    build: |cfg, clock, budget| Ok(Arc::new(VoiceDock::new(cfg, clock, budget)?)),
+};
+
 pub struct VoiceDock(http::Account);
 
 /// The account's fields read as the adapter's own.
@@ -34,8 +53,8 @@ impl std::ops::Deref for VoiceDock {
 }
 
 impl VoiceDock {
-    pub fn new(cfg: &ProviderConfig, clock: Clock) -> anyhow::Result<Self> {
-        Ok(VoiceDock(http::Account::new(cfg, clock)?))
+    pub fn new(cfg: &ProviderConfig, clock: Clock, budget: Budget) -> anyhow::Result<Self> {
+        Ok(VoiceDock(http::Account::new(cfg, clock, budget)?))
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
@@ -60,7 +79,7 @@ impl VoiceDock {
                 ("start_date", crate::domain::rfc3339(from)),
                 ("end_date", crate::domain::rfc3339(to)),
             ]);
-            let Some(v) = http::send_poll(rb, self.clock.now(), &secrets).await? else {
+            let Some(v) = http::send_poll(rb, &self.budget, &self.clock, &secrets).await? else {
                 break;
             };
             let list = v
@@ -316,7 +335,7 @@ impl Provider for VoiceDock {
             .post(format!("{}/calls/outbound", self.base))
             .bearer_auth(self.key.expose())
             .json(&place_body(req));
-        let v = match http::send_place(rb, self.clock.now(), &VOCAB, &secrets).await {
+        let v = match http::send_place(rb, &req.permit, &self.clock, &VOCAB, &secrets).await {
             Ok(v) => v,
             Err(result) => return result,
         };
@@ -342,7 +361,8 @@ impl Provider for VoiceDock {
             known.insert(id.clone());
             let Some(v) = http::send_poll(
                 self.get(&format!("/calls/{}", http::segment(id))),
-                self.clock.now(),
+                &self.budget,
+                &self.clock,
                 &secrets,
             )
             .await?
@@ -398,7 +418,7 @@ impl Provider for VoiceDock {
     /// Lists one call: proves the key works without placing anything.
     async fn probe(&self) -> Result<(), ProviderError> {
         let rb = self.get("/calls").query(&[("limit", "1")]);
-        http::send_poll(rb, self.clock.now(), &self.secrets())
+        http::send_poll(rb, &self.budget, &self.clock, &self.secrets())
             .await
             .map(|_| ())
     }
@@ -491,9 +511,10 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_secs(5),
             max_call_duration: Duration::from_secs(1800),
+            pause_after_unknown: 5,
             sim: None,
         };
-        VoiceDock::new(&cfg, Clock::system()).unwrap()
+        VoiceDock::new(&cfg, Clock::system(), Budget::unmetered()).unwrap()
     }
 
     fn hook(

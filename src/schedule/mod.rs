@@ -84,6 +84,7 @@ pub enum Rule {
     NoConsent,
     UnknownTimezone,
     Paused,
+    ProviderPaused,
     FinalStatus,
     NotDue,
 }
@@ -104,6 +105,7 @@ impl Rule {
             Rule::NoConsent => "no_consent",
             Rule::UnknownTimezone => "unknown_timezone",
             Rule::Paused => "paused",
+            Rule::ProviderPaused => "provider_paused",
             Rule::FinalStatus => "final_status",
             Rule::NotDue => "not_due",
         }
@@ -139,6 +141,8 @@ pub struct Facts<'a> {
     pub final_status: bool,
     /// `next_attempt_at`; `None` counts as due.
     pub due_at: Option<DateTime<Utc>>,
+    /// Placing on the campaign's provider is paused until then.
+    pub provider_paused_until: Option<DateTime<Utc>>,
     /// Counted attempts to this number, all campaigns, newest last, at most 31 days old.
     pub recent_attempts: &'a [DateTime<Utc>],
 }

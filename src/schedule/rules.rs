@@ -215,6 +215,9 @@ impl Rules {
         if facts.due_at.is_some_and(|d| d > at) {
             block(Rule::NotDue, false, &mut blocked_by);
         }
+        if facts.provider_paused_until.is_some_and(|u| u > at) {
+            block(Rule::ProviderPaused, false, &mut blocked_by);
+        }
         for cap in &plan.caps {
             if count_in_window(facts.recent_attempts, cap.period(), at) >= cap.max as usize {
                 block(cap.rule, cap.max == 0, &mut blocked_by);
@@ -266,6 +269,19 @@ impl Rules {
             && self
                 .blocked_at(&self.plan(phone), &zone.zones, at)
                 .is_empty()
+    }
+
+    /// The attempt caps on a number under these rules, as `(rolling period,
+    /// most counted attempts in it)`: the campaign's daily cap and the caps
+    /// of the statutes covering the number. The store holds them again when
+    /// it commits an attempt, against attempts other campaigns and daemons
+    /// committed since `evaluate` read them.
+    pub fn caps_for(&self, phone: &str) -> Vec<(Duration, u32)> {
+        self.plan(phone)
+            .caps
+            .iter()
+            .map(|c| (c.period(), c.max))
+            .collect()
     }
 
     fn plan(&self, phone: &str) -> Plan {
@@ -368,7 +384,12 @@ impl Rules {
         at: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         let limit = at + Duration::days(HORIZON_DAYS);
-        let mut t = facts.due_at.map_or(at, |d| d.max(at));
+        // Not before the lead is due nor before the provider's pause ends.
+        let mut t = facts
+            .due_at
+            .into_iter()
+            .chain(facts.provider_paused_until)
+            .fold(at, DateTime::max);
         for _ in 0..MAX_STEPS {
             if t > limit {
                 return None;

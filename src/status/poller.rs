@@ -1,15 +1,18 @@
 //! Polls each provider for the calls whose fate is open, within the
-//! provider's request budget. Long calls are polled less often; a call live
-//! longer than `max_call_duration` is reconciled (settled as `unknown`); an
-//! attempt left `sending` by a stopped daemon becomes `unknown`.
+//! provider's request budget (taken by the adapter, one cell per request). Long calls are polled less often. What the
+//! poller sees is handed to `lifecycle`: a status, a call live longer than
+//! `max_call_duration` (its attempt becomes `unknown`, still polled for its
+//! real end), an attempt left `sending` by a stopped daemon, an `unknown`
+//! attempt polled in vain for `Timings::give_up`.
 
-use super::apply;
 use crate::daemon::{Daemon, ProviderHandle};
-use crate::domain::{AttemptState, CallStatus, Outcome};
-use crate::outcome;
+use crate::domain::AttemptState;
+use crate::lifecycle::apply_status as apply;
+use crate::lifecycle::{self, Timings};
 use crate::pacing::Pause;
 use crate::provider::{PollTarget, ProviderError};
 use crate::store::OpenAttempt;
+use crate::watchdog::Heartbeat;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,12 +22,19 @@ const ROUND: i64 = 5000;
 
 pub async fn run(daemon: Arc<Daemon>, handle: Arc<ProviderHandle>) {
     let mut last_polled = HashMap::new();
+    let heartbeat = daemon
+        .heartbeats
+        .register(format!("poller for provider {}", handle.cfg.name));
     loop {
         tokio::select! {
             _ = daemon.shutdown.cancelled() => break,
-            _ = daemon.clock.sleep(handle.cfg.poll_interval) => {}
+            _ = heartbeat.beat_while(daemon.clock.sleep(handle.cfg.poll_interval)) => {}
         }
-        if let Err(e) = poll_once(&daemon, &handle, &mut last_polled).await {
+        heartbeat.beat();
+        if let Err(e) = poll_once(&daemon, &handle, &mut last_polled, &heartbeat).await {
+            if e.downcast_ref::<crate::store::StoreError>().is_some() {
+                daemon.metrics.database_error();
+            }
             tracing::warn!(provider = %handle.cfg.name, error = %e, "polling failed; will try again");
         }
     }
@@ -39,20 +49,18 @@ fn interval_for(handle: &ProviderHandle, age: chrono::Duration) -> chrono::Durat
     base * factor
 }
 
-/// One round: returns how many statuses were applied.
+/// One round: returns how many statuses were applied. `heartbeat` beats
+/// through the waits on the provider (its budget, its answer).
 pub async fn poll_once(
     daemon: &Daemon,
     handle: &ProviderHandle,
     last_polled: &mut HashMap<String, DateTime<Utc>>,
+    heartbeat: &Heartbeat,
 ) -> anyhow::Result<usize> {
     let now = daemon.clock.now();
     let name = &handle.cfg.name;
     let open = daemon.store.open_attempts(name, ROUND).await?;
-    let max_call = chrono::Duration::from_std(handle.cfg.max_call_duration)
-        .unwrap_or(chrono::Duration::minutes(30));
-    let send_grace = chrono::Duration::from_std(handle.cfg.request_timeout)
-        .unwrap_or(chrono::Duration::seconds(15))
-        + chrono::Duration::seconds(60);
+    let t = Timings::of(handle);
 
     let mut due: Vec<&OpenAttempt> = Vec::new();
     let mut overdue: Vec<&OpenAttempt> = Vec::new();
@@ -62,17 +70,26 @@ pub async fn poll_once(
             AttemptState::Sending => {
                 // The dispatcher that sent it resolves it within the request
                 // timeout; one that has not is gone (crash, kill -9).
-                if age > send_grace {
-                    orphaned_send(daemon, o, now).await?;
+                if age > t.send_grace {
+                    lifecycle::fate_unknown(
+                        daemon,
+                        o,
+                        "the daemon stopped while the request was in flight",
+                    )
+                    .await?;
                 }
             }
+            AttemptState::Unknown if age > t.give_up => lifecycle::give_up(daemon, o).await?,
             _ => {
-                if age > max_call {
+                let placed_overdue =
+                    o.attempt.state == AttemptState::Placed && age > t.max_call_duration;
+                if placed_overdue {
                     overdue.push(o);
-                    due.push(o);
-                } else if last_polled
-                    .get(&o.attempt.id)
-                    .is_none_or(|t| now - *t >= interval_for(handle, age))
+                }
+                if placed_overdue
+                    || last_polled
+                        .get(&o.attempt.id)
+                        .is_none_or(|at| now - *at >= interval_for(handle, age))
                 {
                     due.push(o);
                 }
@@ -81,10 +98,30 @@ pub async fn poll_once(
     }
     last_polled.retain(|id, _| open.iter().any(|o| &o.attempt.id == id));
 
+    // Each open attempt is polled by one daemon at a time: take those due
+    // here that no other daemon on the database holds, for as long as this
+    // one would wait before polling them again.
+    let now_us = now.timestamp_micros();
+    let mut by_until: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    for o in &due {
+        let until = now + interval_for(handle, now - o.attempt.requested_at);
+        by_until
+            .entry(until.timestamp_micros())
+            .or_default()
+            .push(o.attempt.id.clone());
+    }
+    let mut ours: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for (until_us, ids) in by_until {
+        ours.extend(daemon.store.take_polls(&ids, now_us, until_us).await?);
+    }
+    due.retain(|o| ours.contains(&o.attempt.id));
+    overdue.retain(|o| ours.contains(&o.attempt.id));
+
     let by_id: HashMap<&str, &OpenAttempt> =
         due.iter().map(|o| (o.attempt.id.as_str(), *o)).collect();
     let mut applied = 0;
     let mut ended: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let latency = daemon.metrics.poll_latency(name);
     for chunk in due.chunks(handle.api.poll_batch_size().max(1)) {
         if daemon.shutdown.is_cancelled() {
             break;
@@ -98,22 +135,31 @@ pub async fn poll_once(
                 requested_at: o.attempt.requested_at,
             })
             .collect();
-        handle.pacing.requests.ready().await;
-        let polled = match handle.api.poll(&targets).await {
+        // The adapter takes a cell of the provider's budget for each
+        // request it sends (a chunk may take several, or none).
+        let started = std::time::Instant::now();
+        let polled = heartbeat.beat_while(handle.api.poll(&targets)).await;
+        latency.record(started.elapsed().as_secs_f64());
+        let polled = match polled {
             Ok(p) => p,
             Err(ProviderError::RateLimited(wait)) => {
                 let wait = wait.unwrap_or(std::time::Duration::from_secs(30));
                 tracing::warn!(provider = %name, ?wait, "provider rate limit reached while polling");
-                daemon.clock.sleep(wait).await;
+                heartbeat.beat_while(daemon.clock.sleep(wait)).await;
                 return Ok(applied);
             }
             Err(ProviderError::Unusable(why)) => {
                 tracing::error!(provider = %name, %why, "provider refuses polling requests");
-                handle.pacing.pause(Pause {
-                    until: now + chrono::Duration::minutes(5),
-                    reason: why,
-                    unusable: true,
-                });
+                daemon
+                    .pause_provider(
+                        handle,
+                        Pause {
+                            until: now + chrono::Duration::minutes(5),
+                            reason: why,
+                            unusable: true,
+                        },
+                    )
+                    .await;
                 return Ok(applied);
             }
             Err(ProviderError::Other(why)) => {
@@ -142,50 +188,15 @@ pub async fn poll_once(
         if ended.contains(&o.attempt.id) {
             continue;
         }
-        tracing::warn!(
-            campaign = %o.attempt.campaign_id, lead = o.attempt.lead_id, attempt = %o.attempt.id,
-            "call exceeded max_call_duration without a final status; settled as unknown"
-        );
-        let status = CallStatus {
-            provider_status: o.attempt.provider_status.clone().unwrap_or_default(),
-            outcome: Some(Outcome::Unknown),
-            status_at: Some(now),
-            error: Some("no final status within max_call_duration".into()),
-            ..Default::default()
-        };
-        if o.attempt.state == AttemptState::Unknown {
-            // The lead already waits for the `unknown` retry delay.
-            daemon
-                .store
-                .settle(&o.attempt.id, &status, AttemptState::Ended, None, now)
-                .await?;
-        } else {
-            apply(daemon, o, &status).await?;
+        if lifecycle::fate_unknown(
+            daemon,
+            o,
+            "the call exceeded max_call_duration without a final status",
+        )
+        .await?
+        {
+            applied += 1;
         }
-        applied += 1;
     }
     Ok(applied)
-}
-
-async fn orphaned_send(daemon: &Daemon, o: &OpenAttempt, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let next = match daemon.campaign(&o.attempt.campaign_id) {
-        Some(c) => {
-            outcome::retry_at(&c, &o.lead, Outcome::Unknown, o.attempt.requested_at).max(now)
-        }
-        None => now + chrono::Duration::hours(2),
-    };
-    tracing::warn!(
-        campaign = %o.attempt.campaign_id, lead = o.attempt.lead_id, attempt = %o.attempt.id,
-        "attempt was left sending; its fate is unknown and it is never re-sent"
-    );
-    daemon
-        .store
-        .attempt_unknown(
-            &o.attempt,
-            "the daemon stopped while the request was in flight",
-            next,
-            now,
-        )
-        .await?;
-    Ok(())
 }

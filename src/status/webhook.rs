@@ -3,10 +3,12 @@
 //! a call the daemon does not know → 202. The query string (which may carry
 //! the token) is never logged.
 
-use super::apply;
 use crate::daemon::Daemon;
+use crate::lifecycle::apply_status as apply;
+use crate::metrics::Refused;
 use crate::provider::{WebhookError, WebhookRequest};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -28,9 +30,32 @@ async fn receive(
     Path(provider): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> StatusCode {
+    let m = &daemon.metrics;
+    // A name no provider has is counted under an empty provider label:
+    // whatever a sender puts in the path never becomes a series of its own.
+    let known_name = if daemon.providers.contains_key(&provider) {
+        provider.as_str()
+    } else {
+        ""
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                Refused::TooLarge
+            } else {
+                Refused::BadRequest
+            };
+            m.webhook_refused_for(known_name, reason);
+            tracing::warn!(provider = %known_name, %status, "webhook body refused");
+            return status;
+        }
+    };
     let Some(handle) = daemon.providers.get(&provider) else {
+        m.webhook_refused_for("", Refused::UnknownProvider);
         return StatusCode::NOT_FOUND;
     };
     let query: HashMap<String, String> = query
@@ -50,18 +75,12 @@ async fn receive(
     let statuses = match handle.api.webhook(&req) {
         Ok(s) => s,
         Err(WebhookError::Unauthorized(why)) => {
-            daemon.metrics.inc(
-                "dialer_webhooks_total",
-                &[("provider", &provider), ("result", "unauthorized")],
-            );
+            m.webhook_refused_for(&provider, Refused::Unauthorized);
             tracing::warn!(provider = %provider, %why, "webhook refused");
             return StatusCode::UNAUTHORIZED;
         }
         Err(WebhookError::BadRequest(why)) => {
-            daemon.metrics.inc(
-                "dialer_webhooks_total",
-                &[("provider", &provider), ("result", "bad_request")],
-            );
+            m.webhook_refused_for(&provider, Refused::BadRequest);
             tracing::warn!(provider = %provider, %why, "webhook body not understood");
             return StatusCode::BAD_REQUEST;
         }
@@ -80,21 +99,21 @@ async fn receive(
             Ok(Some(o)) => o,
             Ok(None) => continue,
             Err(e) => {
+                m.database_error();
+                m.webhook_refused_for(&provider, Refused::Database);
                 tracing::error!(provider = %provider, error = %e, "webhook: database error");
                 return StatusCode::SERVICE_UNAVAILABLE;
             }
         };
         known = true;
         if let Err(e) = apply(&daemon, &open, &status).await {
-            tracing::error!(provider = %provider, attempt = %open.attempt.id, error = %e, "webhook: could not apply status");
+            m.webhook_refused_for(&provider, Refused::Database);
+            tracing::error!(provider = %provider, campaign = %open.attempt.campaign_id, lead = open.attempt.lead_id, attempt = %open.attempt.id, provider_call_id = open.attempt.provider_call_id.as_deref(), error = %e, "webhook: could not apply status");
             return StatusCode::SERVICE_UNAVAILABLE;
         }
     }
     let result = if known { "applied" } else { "unknown_call" };
-    daemon.metrics.inc(
-        "dialer_webhooks_total",
-        &[("provider", &provider), ("result", result)],
-    );
+    m.webhook_ok(&provider, result);
     if known {
         StatusCode::OK
     } else {

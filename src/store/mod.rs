@@ -1,7 +1,22 @@
 //! The database: the integration point with other systems (SPEC section 4).
-//! Only this module writes SQL. Two backends with one shape: `sqlite.rs` and
-//! `postgres.rs`, each with its queries beside it.
+//! Only this module writes SQL. The queries, the row mapping and the
+//! transaction shapes live once, in `shared.rs`; `sqlite.rs` and
+//! `postgres.rs` keep only their dialect: connecting, the claim, and how a
+//! time or a JSON value is encoded.
+//!
+//! Each lifecycle transition is one method here, and its guard names the
+//! rows it may touch (see `crate::lifecycle` for who calls which, and when).
+//! Two guards recur:
+//! - *the lead is as the daemon left it*: `status` and `next_attempt_at`
+//!   still equal `daemon_status` and `daemon_next_attempt_at`, which every
+//!   daemon write sets together with them. Another system that reopens,
+//!   reschedules or stops a lead changes the first pair only, so its change
+//!   is kept when the attempt settles (the attempt is still recorded);
+//! - *the attempt is the lead's newest*: an older attempt's late status
+//!   never moves the lead.
 
+#[macro_use]
+mod shared;
 mod postgres;
 mod sqlite;
 
@@ -65,6 +80,24 @@ pub struct ClaimLimits {
     pub batch: u32,
 }
 
+/// Cells asked of a shared rate limit (GCRA), in microseconds of the
+/// daemons' clock: granted when `max(tat, now) + cost - tolerance <= now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateTake {
+    pub now_us: i64,
+    /// The cells' emission interval times their number; at most `tolerance_us`.
+    pub cost_us: i64,
+    /// The emission interval times the burst.
+    pub tolerance_us: i64,
+}
+
+/// What a shared rate limit answered, with its theoretical arrival time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateTaken {
+    Granted { tat_us: i64 },
+    Refused { tat_us: i64 },
+}
+
 /// Where a lead goes after an attempt's fate is known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeadNext {
@@ -92,6 +125,32 @@ impl LeadNext {
     }
 }
 
+/// At most `max` counted attempts to one number in any rolling `period`.
+pub type NumberCap = (chrono::Duration, u32);
+
+/// What `begin_attempt` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begun {
+    /// The attempt row is committed: the request may leave.
+    Attempt(Box<Attempt>),
+    /// The lead is no longer ours (lease lost, or another system changed
+    /// it), or its attempt number is already taken: nothing committed.
+    NotHeld,
+    /// One of the number's caps is reached, counting attempts committed by
+    /// any campaign or daemon: nothing committed, the lead is still held.
+    Capped,
+}
+
+impl Begun {
+    /// The committed attempt, if any.
+    pub fn into_attempt(self) -> Option<Attempt> {
+        match self {
+            Begun::Attempt(a) => Some(*a),
+            Begun::NotHeld | Begun::Capped => None,
+        }
+    }
+}
+
 /// What `settle` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -114,6 +173,8 @@ pub struct CampaignStats {
     pub leads: BTreeMap<String, i64>,
     pub outcomes: BTreeMap<String, i64>,
     pub in_flight: i64,
+    /// Pending leads whose due time is NULL or unreadable: never dialled.
+    pub unusable: i64,
 }
 
 #[async_trait]
@@ -124,7 +185,8 @@ pub trait Store: Send + Sync {
     /// Keeps `campaigns` in step with the files: upserts these, marks others removed.
     async fn sync_campaigns(&self, campaigns: &[CampaignRow], now: DateTime<Utc>) -> Result<()>;
 
-    /// Inserts leads; an existing (campaign, phone) counts as a duplicate.
+    /// Inserts leads in one transaction; an existing (campaign, phone), or
+    /// one earlier in `leads`, counts as a duplicate.
     async fn insert_leads(
         &self,
         campaign_id: &str,
@@ -152,16 +214,23 @@ pub trait Store: Send + Sync {
     /// Commits the attempt row (`sending`) before the request leaves. Reuses
     /// the row of an attempt left `not_placed`. Sets the lead's lease to
     /// `lease_until` and its fallback due time to `unknown_due`.
+    ///
+    /// `caps` are the number's attempt caps (rolling period, most counted
+    /// attempts in it). They are counted inside the transaction that commits
+    /// the attempt, over every campaign, serialised per number across
+    /// daemons, so two claims of one number cannot both pass a cap; a
+    /// reached cap commits nothing (`Begun::Capped`).
     #[allow(clippy::too_many_arguments)]
     async fn begin_attempt(
         &self,
         lead: &ClaimedLead,
         provider: &str,
         from_number: Option<&str>,
+        caps: &[NumberCap],
         lease_until: DateTime<Utc>,
         unknown_due: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Option<Attempt>>;
+    ) -> Result<Begun>;
 
     /// The provider refused before placing: the attempt is `not_placed`, the
     /// lead `pending` at `next` (the same attempt is sent again then).
@@ -183,27 +252,38 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// The request's fate is unknown: the attempt is `unknown` (counted), the
-    /// lead `pending` at `next` (the retry delay for `unknown`).
+    /// The fate of a `sending` or `placed` attempt is unknown (the request
+    /// timed out, the daemon that sent it died, the call outlived
+    /// `max_call_duration`): the attempt becomes `unknown` (counted, still
+    /// polled), and the lead moves to `lead_next` when it is as the daemon
+    /// left it and this is its newest attempt. Returns whether the attempt changed.
     async fn attempt_unknown(
         &self,
-        attempt: &Attempt,
+        attempt_id: &str,
         error: &str,
-        next: DateTime<Utc>,
+        lead_next: &LeadNext,
         now: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
 
-    /// Applies a status to an attempt unless it is a duplicate or older than
-    /// what is stored; when `lead_next` is given and this attempt is still the
-    /// lead's newest, moves the lead too (unless another system ended it).
+    /// Applies a provider's status to an attempt. A final status applies
+    /// unless a real final status is already stored (a synthetic `unknown`
+    /// never blocks one); a live status applies while the attempt is open
+    /// and is not older, by the provider's own clock, than the stored one.
+    /// When `lead_next` is given, the lead moves to it if it is as the daemon
+    /// left it and this is its newest attempt.
     async fn settle(
         &self,
         attempt_id: &str,
         status: &CallStatus,
-        state: AttemptState,
         lead_next: Option<&LeadNext>,
         now: DateTime<Utc>,
     ) -> Result<Settled>;
+
+    /// Stops polling an `unknown` attempt whose fate never became known:
+    /// it ends with outcome `unknown` (a real status arriving later still
+    /// applies). The lead is not touched: it was moved on when the attempt
+    /// became `unknown`.
+    async fn give_up(&self, attempt_id: &str) -> Result<()>;
 
     /// Finds an attempt by our id or the provider's call id.
     async fn find_attempt(
@@ -214,8 +294,13 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<OpenAttempt>>;
 
     /// Attempts of a provider whose fate is still open (`sending`, `placed`,
-    /// `unknown`), oldest status first.
+    /// `unknown`): live ones first, oldest request first.
     async fn open_attempts(&self, provider: &str, limit: i64) -> Result<Vec<OpenAttempt>>;
+
+    /// Takes the polling of these attempts until `until_us` (clock
+    /// microseconds): returns the ids no other daemon holds at `now_us`, now
+    /// held by the caller. Each open attempt is polled by one daemon at a time.
+    async fn take_polls(&self, ids: &[String], now_us: i64, until_us: i64) -> Result<Vec<String>>;
 
     /// Counted attempts to a number across all campaigns since `since`.
     async fn recent_attempts(
@@ -233,6 +318,87 @@ pub trait Store: Send + Sync {
 
     /// Ids of campaigns known to the database (including removed ones).
     async fn campaign_ids(&self) -> Result<Vec<String>>;
+
+    /// Takes cells from the rate limit `key`, shared by every daemon on this
+    /// database, in one atomic statement; refused when they would exceed it.
+    async fn take_rate(&self, key: &str, take: &RateTake) -> Result<RateTaken>;
+
+    /// Rows the daemon cannot use: pending leads without a due time it can
+    /// read, and leads of a campaign the `campaigns` table does not know.
+    async fn unusable_leads(&self, limit: i64) -> Result<Vec<UnusableLead>>;
+
+    /// Leads by campaign and status, and attempts whose call may be live
+    /// (`sending`, `placed`) by campaign and provider: the gauges of `/metrics`.
+    async fn gauges(&self) -> Result<Gauges>;
+
+    /// Records that placing on `pause.provider` is paused (replacing an
+    /// earlier pause of it), so that other processes see it.
+    async fn set_provider_pause(&self, pause: &ProviderPause) -> Result<()>;
+
+    /// The provider answers again: its pause row is removed.
+    async fn clear_provider_pause(&self, provider: &str) -> Result<()>;
+
+    /// Every recorded pause, including those that have run out.
+    async fn provider_pauses(&self) -> Result<Vec<ProviderPause>>;
+
+    /// Counted attempts (every state but `not_placed`) requested at or after
+    /// `since`, per campaign and minute: one row per campaign and minute
+    /// that has any, so an hour is at most sixty rows a campaign.
+    async fn attempts_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>>;
+
+    /// Attempts whose call may be live (`sending`, `placed`), per provider,
+    /// over every campaign and daemon.
+    async fn live_calls_by_provider(&self) -> Result<BTreeMap<String, i64>>;
+}
+
+/// What `Store::gauges` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// (campaign, status) → leads.
+    pub leads: BTreeMap<(String, String), i64>,
+    /// (campaign, provider) → attempts `sending` or `placed`.
+    pub live: BTreeMap<(String, String), i64>,
+}
+
+/// A row of `provider_pauses`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderPause {
+    pub provider: String,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+    pub since: DateTime<Utc>,
+}
+
+impl ProviderPause {
+    /// In force at `now`.
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
+        self.until > now
+    }
+}
+
+/// Attempts of one campaign requested in one minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinuteCount {
+    pub campaign_id: String,
+    /// The minute's first instant.
+    pub minute: DateTime<Utc>,
+    pub attempts: i64,
+}
+
+/// A lead row the daemon cannot dial, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableLead {
+    pub id: i64,
+    pub campaign_id: String,
+    pub why: Unusable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Unusable {
+    /// `status = 'pending'` with `next_attempt_at` NULL or not a time.
+    NoDueTime,
+    /// `campaign_id` names no campaign the daemon has ever known.
+    UnknownCampaign,
 }
 
 /// Opens the backend the URL names.

@@ -1,0 +1,908 @@
+//! What the two backends share: the columns read, the row mapping, and every
+//! query and transaction but the claim. Written once as a macro that each
+//! backend expands inside its own module, where these dialect items resolve:
+//!
+//! - `ts(t)`: a time to bind for comparison or record (whole seconds, rounded down);
+//! - `due(t)`: a due time or lease end to bind (rounded *up*: never early);
+//! - `get_ts(row, col)`, `get_json(row, col)`: read a time or a JSON value;
+//! - `json(v)`: a JSON value to bind;
+//! - `NO_DUE`: SQL that is true for a lead whose `next_attempt_at` the
+//!   claim cannot compare (NULL, or on SQLite text in no time format);
+//! - `CLAIM_LOCK`, `claim_sql()`: the claim, the one query written per
+//!   dialect (SQLite's single writer vs PostgreSQL's advisory lock and
+//!   `FOR UPDATE SKIP LOCKED`);
+//! - `NUMBER_LOCK`: what serialises `begin_attempt` per phone number (bound
+//!   to `$1`), so its cap count cannot be read stale by another daemon;
+//! - `GREATEST`: the larger of two values (`max` vs `greatest`);
+//! - `REQUEST_MINUTE`: an attempt's `requested_at` cut to its minute, read
+//!   back with `get_ts`;
+//! - `MIGRATOR`: the dialect's migrations.
+//!
+//! Both dialects take `$1`-style placeholders, so the SQL text is the same.
+//! (A generic function over `sqlx::Database` would need a bound for every
+//! type bound and decoded; a macro expanded per backend keeps each query
+//! checked against its concrete driver.)
+
+/// Lead columns, read the same way from both backends.
+pub(super) const LEAD_COLS: &str =
+    "l.id, l.campaign_id, l.phone, l.name, l.timezone, l.variables, CAST(l.priority AS BIGINT) AS priority, \
+    l.consent_at, l.status, l.attempts, l.next_attempt_at, l.last_attempt_at, l.last_outcome";
+
+pub(super) const ATTEMPT_COLS: &str =
+    "a.id AS a_id, a.lead_id AS a_lead_id, a.campaign_id AS a_campaign_id, \
+    a.attempt AS a_attempt, a.provider AS a_provider, a.provider_call_id AS a_provider_call_id, \
+    a.from_number AS a_from_number, a.to_number AS a_to_number, a.state AS a_state, \
+    a.provider_status AS a_provider_status, a.status_at AS a_status_at, a.outcome AS a_outcome, \
+    a.error AS a_error, a.requested_at AS a_requested_at";
+
+/// Counted attempts of the lead (SPEC: every state but `not_placed`).
+pub(super) const COUNTED: &str =
+    "(SELECT count(*) FROM call_attempts c WHERE c.lead_id = leads.id AND c.state <> 'not_placed')";
+
+/// The lead is as the daemon last left it: no other system has changed its
+/// status or due time since.
+pub(super) const AS_LEFT: &str = "leads.status = leads.daemon_status \
+    AND leads.next_attempt_at IS NOT DISTINCT FROM leads.daemon_next_attempt_at";
+
+/// A lead with a `sending` or `placed` attempt: its call may be live, so it
+/// is never claimed, whatever another system did to its status.
+pub(super) const HAS_OPEN_CALL: &str = "EXISTS (SELECT 1 FROM call_attempts o \
+    WHERE o.lead_id = leads.id AND o.state IN ('sending', 'placed'))";
+
+use super::Result;
+use crate::domain::{ClaimedLead, Lead};
+use chrono::{DateTime, Utc};
+
+/// The leads a claim returned, highest priority and longest due first.
+pub(super) fn claimed<R>(
+    rows: &[R],
+    owner: &str,
+    lease_until: DateTime<Utc>,
+    read: impl Fn(&R) -> Result<(Lead, i64)>,
+) -> Result<Vec<ClaimedLead>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (lead, attempt) = read(row)?;
+        out.push(ClaimedLead {
+            lead,
+            attempt: attempt as i32,
+            lease_owner: owner.to_string(),
+            lease_expires_at: lease_until,
+        });
+    }
+    out.sort_by(|a, b| {
+        b.lead
+            .priority
+            .cmp(&a.lead.priority)
+            .then(a.lead.next_attempt_at.cmp(&b.lead.next_attempt_at))
+            .then(a.lead.id.cmp(&b.lead.id))
+    });
+    Ok(out)
+}
+
+macro_rules! store_impl {
+    ($store:ty, $db:ty, $row:ty) => {
+        fn lead_from_row(row: &$row) -> Result<Lead> {
+            let variables = match get_json(row, "variables")? {
+                Some(Value::Object(m)) => m,
+                None | Some(Value::Null) => Map::new(),
+                Some(_) => {
+                    // The row is read again at every claim and poll: say it once.
+                    let lead = row.try_get::<i64, _>("id").unwrap_or(0);
+                    if crate::telemetry::first_time(&format!("lead variables: {lead}")) {
+                        tracing::warn!(
+                            campaign = row.try_get::<String, _>("campaign_id").unwrap_or_default(),
+                            lead,
+                            "lead variables are not a JSON object; ignored (said once per lead)"
+                        );
+                    }
+                    Map::new()
+                }
+            };
+            let status: String = row.try_get("status")?;
+            Ok(Lead {
+                id: row.try_get("id")?,
+                campaign_id: row.try_get("campaign_id")?,
+                phone: row.try_get("phone")?,
+                name: row.try_get("name")?,
+                timezone: row.try_get("timezone")?,
+                variables,
+                priority: row.try_get("priority")?,
+                consent_at: get_ts(row, "consent_at")?,
+                status: parse_enum("leads", &status)?,
+                attempts: row.try_get("attempts")?,
+                next_attempt_at: get_ts(row, "next_attempt_at")?,
+                last_attempt_at: get_ts(row, "last_attempt_at")?,
+                last_outcome: row.try_get("last_outcome")?,
+            })
+        }
+
+        fn attempt_from_row(row: &$row) -> Result<Attempt> {
+            let state: String = row.try_get("a_state")?;
+            Ok(Attempt {
+                id: row.try_get("a_id")?,
+                lead_id: row.try_get("a_lead_id")?,
+                campaign_id: row.try_get("a_campaign_id")?,
+                attempt: row.try_get("a_attempt")?,
+                provider: row.try_get("a_provider")?,
+                provider_call_id: row.try_get("a_provider_call_id")?,
+                from_number: row.try_get("a_from_number")?,
+                to_number: row.try_get("a_to_number")?,
+                state: parse_enum("call_attempts", &state)?,
+                provider_status: row.try_get("a_provider_status")?,
+                status_at: get_ts(row, "a_status_at")?,
+                outcome: outcome_opt(row.try_get("a_outcome")?)?,
+                error: row.try_get("a_error")?,
+                requested_at: get_ts(row, "a_requested_at")?.ok_or(StoreError::Corrupt {
+                    table: "call_attempts",
+                    why: "requested_at is NULL".into(),
+                })?,
+            })
+        }
+
+        fn open_attempt_from_row(row: &$row) -> Result<OpenAttempt> {
+            Ok(OpenAttempt {
+                attempt: attempt_from_row(row)?,
+                lead: lead_from_row(row)?,
+            })
+        }
+
+        impl $store {
+            /// Moves the lead of attempt number `attempt` to `next`, when the
+            /// lead is as the daemon left it and this is its newest attempt.
+            async fn move_lead(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                lead_id: i64,
+                attempt: i32,
+                next: &LeadNext,
+                now: DateTime<Utc>,
+            ) -> Result<bool> {
+                let moved = sqlx::query(&format!(
+                    "UPDATE leads SET status = $1, daemon_status = $1,
+                            next_attempt_at = COALESCE($2, next_attempt_at),
+                            daemon_next_attempt_at = COALESCE($2, next_attempt_at),
+                            last_outcome = COALESCE($3, last_outcome), lease_owner = NULL,
+                            lease_expires_at = NULL, updated_at = $4
+                      WHERE id = $5 AND status IN ('in_progress', 'pending', 'exhausted') AND {AS_LEFT}
+                        AND $6 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)"
+                ))
+                .bind(next.status.as_str())
+                .bind(next.next_attempt_at.map(due))
+                .bind(&next.last_outcome)
+                .bind(ts(now))
+                .bind(lead_id)
+                .bind(attempt)
+                .execute(&mut **tx)
+                .await?;
+                Ok(moved.rows_affected() == 1)
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn migrate(&self) -> Result<()> {
+                MIGRATOR.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn claim(
+                &self,
+                limits: &ClaimLimits,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+            ) -> Result<Vec<ClaimedLead>> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(lock) = CLAIM_LOCK {
+                    sqlx::query(lock).bind(&limits.provider).execute(&mut *tx).await?;
+                }
+                let rows = sqlx::query(&claim_sql())
+                    .bind(owner)
+                    .bind(due(lease_until))
+                    .bind(ts(now))
+                    .bind(&limits.campaign_id)
+                    .bind(limits.batch as i64)
+                    .bind(limits.max_concurrent as i64)
+                    .bind(limits.provider_max_concurrent as i64)
+                    .bind(&limits.provider)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                claimed(&rows, owner, lease_until, |r| {
+                    Ok((lead_from_row(r)?, r.try_get("next_attempt")?))
+                })
+            }
+
+            async fn sync_campaigns(&self, campaigns: &[CampaignRow], now: DateTime<Utc>) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                // First statement writes, so that a SQLite transaction holds
+                // the write lock from the start.
+                sqlx::query(
+                    "UPDATE campaigns SET removed_at = $1, updated_at = $1 WHERE removed_at IS NULL",
+                )
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+                for c in campaigns {
+                    sqlx::query(
+                        "INSERT INTO campaigns (id, provider, paused, config_hash, created_at, updated_at, removed_at)
+                         VALUES ($1, $2, $3, $4, $5, $5, NULL)
+                         ON CONFLICT (id) DO UPDATE SET
+                           provider = excluded.provider, paused = excluded.paused,
+                           config_hash = excluded.config_hash, removed_at = NULL,
+                           updated_at = CASE WHEN campaigns.config_hash = excluded.config_hash
+                                              AND campaigns.paused = excluded.paused
+                                              AND campaigns.provider = excluded.provider
+                                              AND campaigns.removed_at IS NULL
+                                         THEN campaigns.updated_at ELSE excluded.updated_at END",
+                    )
+                    .bind(&c.id)
+                    .bind(&c.provider)
+                    .bind(c.paused)
+                    .bind(&c.config_hash)
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_leads(
+                &self,
+                campaign_id: &str,
+                leads: &[NewLead],
+                now: DateTime<Utc>,
+            ) -> Result<InsertCounts> {
+                // One transaction for the call, so that a caller's batch is
+                // committed whole or not at all; one statement per chunk of
+                // rows (9 parameters a row stays far below either driver's
+                // limit). Counting by rows affected keeps nothing per row.
+                let mut counts = InsertCounts::default();
+                let mut tx = self.pool.begin().await?;
+                for chunk in leads.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO leads (campaign_id, phone, name, timezone, variables, status,
+                                            daemon_status, next_attempt_at, daemon_next_attempt_at,
+                                            created_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut row, lead| {
+                        row.push_bind(campaign_id)
+                            .push_bind(&lead.phone)
+                            .push_bind(&lead.name)
+                            .push_bind(&lead.timezone)
+                            .push_bind(json(Value::Object(lead.variables.clone())))
+                            .push("'pending'")
+                            .push("'pending'")
+                            .push_bind(ts(now))
+                            .push_bind(ts(now))
+                            .push_bind(ts(now))
+                            .push_bind(ts(now));
+                    });
+                    q.push(" ON CONFLICT (campaign_id, phone) DO NOTHING");
+                    let done = q.build().execute(&mut *tx).await?;
+                    counts.imported += done.rows_affected();
+                    counts.duplicates += chunk.len() as u64 - done.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(counts)
+            }
+
+            async fn next_due(&self, campaign_id: &str) -> Result<Option<DateTime<Utc>>> {
+                let row = sqlx::query(
+                    "SELECT min(next_attempt_at) AS t FROM leads WHERE campaign_id = $1 AND status = 'pending'",
+                )
+                .bind(campaign_id)
+                .fetch_one(&self.pool)
+                .await?;
+                get_ts(&row, "t")
+            }
+
+            async fn release(&self, lead: &ClaimedLead, next: &LeadNext, now: DateTime<Utc>) -> Result<()> {
+                sqlx::query(&format!(
+                    "UPDATE leads SET status = $1, daemon_status = $1,
+                            next_attempt_at = COALESCE($2, next_attempt_at),
+                            daemon_next_attempt_at = COALESCE($2, next_attempt_at),
+                            last_outcome = COALESCE($3, last_outcome),
+                            lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+                      WHERE id = $5 AND status = 'in_progress' AND lease_owner = $6 AND {AS_LEFT}"
+                ))
+                .bind(next.status.as_str())
+                .bind(next.next_attempt_at.map(due))
+                .bind(&next.last_outcome)
+                .bind(ts(now))
+                .bind(lead.lead.id)
+                .bind(&lead.lease_owner)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn begin_attempt(
+                &self,
+                lead: &ClaimedLead,
+                provider: &str,
+                from_number: Option<&str>,
+                caps: &[NumberCap],
+                lease_until: DateTime<Utc>,
+                unknown_due: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> Result<Begun> {
+                let mut tx = self.pool.begin().await?;
+                // Whoever holds the number's lock counts its attempts and
+                // commits before the next one counts: the caps hold across
+                // campaigns and daemons.
+                if let Some(lock) = NUMBER_LOCK {
+                    sqlx::query(lock).bind(&lead.lead.phone).execute(&mut *tx).await?;
+                }
+                // Until the request's fate is known, the lead's due time is
+                // the `unknown` retry delay: a crash now can never make it due
+                // earlier.
+                let held = sqlx::query(&format!(
+                    "UPDATE leads SET lease_expires_at = $1, next_attempt_at = $2, daemon_next_attempt_at = $2,
+                            last_attempt_at = $3, updated_at = $3
+                      WHERE id = $4 AND status = 'in_progress' AND lease_owner = $5 AND {AS_LEFT}"
+                ))
+                .bind(due(lease_until))
+                .bind(due(unknown_due))
+                .bind(ts(now))
+                .bind(lead.lead.id)
+                .bind(&lead.lease_owner)
+                .execute(&mut *tx)
+                .await?;
+                if held.rows_affected() == 0 {
+                    return Ok(Begun::NotHeld); // lease lost, or another system changed the lead
+                }
+                for (period, max) in caps {
+                    // No upper bound at `now`: an attempt committed while this
+                    // one waited for the lock may carry a later instant, and
+                    // it counts all the same.
+                    let counted: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM call_attempts
+                          WHERE to_number = $1 AND state <> 'not_placed' AND requested_at > $2",
+                    )
+                    .bind(&lead.lead.phone)
+                    .bind(ts(now - *period))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if counted >= i64::from(*max) {
+                        // Dropping the transaction undoes the lease and due
+                        // time written above: the lead stays as claimed.
+                        return Ok(Begun::Capped);
+                    }
+                }
+                let reused = sqlx::query(
+                    "UPDATE call_attempts SET state = 'sending', requested_at = $1, from_number = $2,
+                            provider = $3, error = NULL
+                      WHERE lead_id = $4 AND attempt = $5 AND state = 'not_placed'
+                     RETURNING id",
+                )
+                .bind(ts(now))
+                .bind(from_number)
+                .bind(provider)
+                .bind(lead.lead.id)
+                .bind(lead.attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let id = match reused {
+                    Some(row) => row.try_get("id")?,
+                    None => {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        let inserted = sqlx::query(
+                            "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number, state, requested_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, 'sending', $8)
+                             ON CONFLICT (lead_id, attempt) DO NOTHING",
+                        )
+                        .bind(&id)
+                        .bind(lead.lead.id)
+                        .bind(&lead.lead.campaign_id)
+                        .bind(lead.attempt)
+                        .bind(provider)
+                        .bind(from_number)
+                        .bind(&lead.lead.phone)
+                        .bind(ts(now))
+                        .execute(&mut *tx)
+                        .await?;
+                        if inserted.rows_affected() == 0 {
+                            // That attempt number exists and counts: never send it twice.
+                            return Ok(Begun::NotHeld);
+                        }
+                        id
+                    }
+                };
+                sqlx::query(&format!("UPDATE leads SET attempts = {COUNTED} WHERE id = $1"))
+                    .bind(lead.lead.id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Begun::Attempt(Box::new(Attempt {
+                    id,
+                    lead_id: lead.lead.id,
+                    campaign_id: lead.lead.campaign_id.clone(),
+                    attempt: lead.attempt,
+                    provider: provider.to_string(),
+                    provider_call_id: None,
+                    from_number: from_number.map(str::to_string),
+                    to_number: lead.lead.phone.clone(),
+                    state: AttemptState::Sending,
+                    provider_status: None,
+                    status_at: None,
+                    outcome: None,
+                    error: None,
+                    requested_at: now,
+                })))
+            }
+
+            async fn attempt_not_placed(
+                &self,
+                attempt: &Attempt,
+                reason: &str,
+                next: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "UPDATE call_attempts SET state = 'not_placed', error = $1 WHERE id = $2 AND state = 'sending'",
+                )
+                .bind(reason)
+                .bind(&attempt.id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(&format!(
+                    "UPDATE leads SET status = 'pending', daemon_status = 'pending',
+                            next_attempt_at = $1, daemon_next_attempt_at = $1,
+                            lease_owner = NULL, lease_expires_at = NULL
+                      WHERE id = $2 AND status = 'in_progress' AND {AS_LEFT}"
+                ))
+                .bind(due(next))
+                .bind(attempt.lead_id)
+                .execute(&mut *tx)
+                .await?;
+                // The attempt no longer counts, whoever holds the lead now.
+                sqlx::query(&format!("UPDATE leads SET attempts = {COUNTED}, updated_at = $1 WHERE id = $2"))
+                    .bind(ts(now))
+                    .bind(attempt.lead_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn attempt_placed(
+                &self,
+                attempt: &Attempt,
+                provider_call_id: &str,
+                provider_status: &str,
+                lease_until: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                // A webhook or a poll may have settled the attempt before the
+                // answer came back: keep its state, only record the call id.
+                // No status time is stamped: ours and the provider's clocks
+                // are never compared.
+                sqlx::query(
+                    "UPDATE call_attempts SET
+                            provider_call_id = COALESCE(provider_call_id, $1),
+                            provider_status = CASE WHEN state = 'sending' THEN $2 ELSE provider_status END,
+                            state = CASE WHEN state = 'sending' THEN 'placed' ELSE state END
+                      WHERE id = $3",
+                )
+                .bind(provider_call_id)
+                .bind(provider_status)
+                .bind(&attempt.id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(&format!(
+                    "UPDATE leads SET lease_expires_at = $1, updated_at = $2
+                      WHERE id = $3 AND status = 'in_progress' AND {AS_LEFT}
+                        AND $4 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)"
+                ))
+                .bind(due(lease_until))
+                .bind(ts(now))
+                .bind(attempt.lead_id)
+                .bind(attempt.attempt)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn attempt_unknown(
+                &self,
+                attempt_id: &str,
+                error: &str,
+                lead_next: &LeadNext,
+                now: DateTime<Utc>,
+            ) -> Result<bool> {
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query(
+                    "UPDATE call_attempts SET state = 'unknown', outcome = 'unknown', error = $1
+                      WHERE id = $2 AND state IN ('sending', 'placed')
+                     RETURNING lead_id, attempt",
+                )
+                .bind(error)
+                .bind(attempt_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(false);
+                };
+                Self::move_lead(&mut tx, row.try_get("lead_id")?, row.try_get("attempt")?, lead_next, now)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn settle(
+                &self,
+                attempt_id: &str,
+                status: &CallStatus,
+                lead_next: Option<&LeadNext>,
+                now: DateTime<Utc>,
+            ) -> Result<Settled> {
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query(
+                    "UPDATE call_attempts SET
+                            state = CASE WHEN $1 IS NOT NULL THEN 'ended'
+                                         WHEN state = 'sending' THEN 'placed' ELSE state END,
+                            outcome = COALESCE($1, outcome),
+                            provider_status = $2, status_at = COALESCE($3, status_at),
+                            provider_call_id = COALESCE(provider_call_id, $4),
+                            answered_at = COALESCE($5, answered_at), ended_at = COALESCE($6, ended_at),
+                            duration_seconds = COALESCE($7, duration_seconds),
+                            hangup_cause = COALESCE($8, hangup_cause), error = COALESCE($9, error),
+                            summary = COALESCE($10, summary), transcript = COALESCE($11, transcript),
+                            recording_url = COALESCE($12, recording_url)
+                      WHERE id = $13
+                        AND CASE WHEN $1 IS NOT NULL
+                                 -- an end: the first real one wins; a synthetic `unknown` never blocks it
+                                 THEN state <> 'ended' OR outcome = 'unknown'
+                                 -- a live status: while the call is open, not older by the
+                                 -- provider's own clock, and not a duplicate
+                                 ELSE state IN ('sending', 'placed', 'unknown')
+                                      AND (status_at IS NULL OR $3 IS NULL OR status_at <= $3)
+                                      AND NOT (provider_status IS NOT DISTINCT FROM $2
+                                               AND status_at IS NOT DISTINCT FROM $3)
+                            END
+                     RETURNING lead_id, attempt",
+                )
+                .bind(status.outcome.map(|o| o.as_str()))
+                .bind(&status.provider_status)
+                .bind(status.status_at.map(ts))
+                .bind(&status.provider_call_id)
+                .bind(status.answered_at.map(ts))
+                .bind(status.ended_at.map(ts))
+                .bind(status.duration_seconds)
+                .bind(&status.hangup_cause)
+                .bind(&status.error)
+                .bind(&status.summary)
+                .bind(status.transcript.clone().map(json))
+                .bind(&status.recording_url)
+                .bind(attempt_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(Settled::Stale);
+                };
+                if let Some(next) = lead_next {
+                    Self::move_lead(&mut tx, row.try_get("lead_id")?, row.try_get("attempt")?, next, now)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Settled::Applied)
+            }
+
+            async fn give_up(&self, attempt_id: &str) -> Result<()> {
+                sqlx::query("UPDATE call_attempts SET state = 'ended' WHERE id = $1 AND state = 'unknown'")
+                    .bind(attempt_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn find_attempt(
+                &self,
+                provider: &str,
+                attempt_id: Option<&str>,
+                provider_call_id: Option<&str>,
+            ) -> Result<Option<OpenAttempt>> {
+                let sql = format!(
+                    "SELECT {ATTEMPT_COLS}, {LEAD_COLS} FROM call_attempts a JOIN leads l ON l.id = a.lead_id
+                      WHERE a.provider = $1 AND (a.id = $2 OR a.provider_call_id = $3) LIMIT 1"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(provider)
+                    .bind(attempt_id)
+                    .bind(provider_call_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(open_attempt_from_row).transpose()
+            }
+
+            async fn open_attempts(&self, provider: &str, limit: i64) -> Result<Vec<OpenAttempt>> {
+                let sql = format!(
+                    "SELECT {ATTEMPT_COLS}, {LEAD_COLS} FROM call_attempts a JOIN leads l ON l.id = a.lead_id
+                      WHERE a.provider = $1 AND a.state IN ('sending', 'placed', 'unknown')
+                      ORDER BY CASE WHEN a.state = 'unknown' THEN 1 ELSE 0 END, a.requested_at LIMIT $2"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(provider)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(open_attempt_from_row).collect()
+            }
+
+            async fn take_polls(&self, ids: &[String], now_us: i64, until_us: i64) -> Result<Vec<String>> {
+                let mut taken = Vec::new();
+                for chunk in ids.chunks(500) {
+                    let list = (0..chunk.len())
+                        .map(|i| format!("${}", i + 3))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!(
+                        "UPDATE call_attempts SET poll_after_us = $1
+                          WHERE (poll_after_us IS NULL OR poll_after_us <= $2) AND id IN ({list})
+                          RETURNING id"
+                    );
+                    let mut q = sqlx::query_scalar::<_, String>(&sql).bind(until_us).bind(now_us);
+                    for id in chunk {
+                        q = q.bind(id);
+                    }
+                    taken.extend(q.fetch_all(&self.pool).await?);
+                }
+                Ok(taken)
+            }
+
+            async fn recent_attempts(
+                &self,
+                phone: &str,
+                since: DateTime<Utc>,
+            ) -> Result<Vec<DateTime<Utc>>> {
+                let rows = sqlx::query(
+                    "SELECT requested_at FROM call_attempts
+                      WHERE to_number = $1 AND requested_at >= $2 AND state <> 'not_placed'
+                      ORDER BY requested_at",
+                )
+                .bind(phone)
+                .bind(ts(since))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .filter_map(|r| get_ts(r, "requested_at").transpose())
+                    .collect()
+            }
+
+            async fn find_lead(&self, campaign_id: &str, phone: &str) -> Result<Option<Lead>> {
+                let sql = format!("SELECT {LEAD_COLS} FROM leads l WHERE l.campaign_id = $1 AND l.phone = $2");
+                let row = sqlx::query(&sql)
+                    .bind(campaign_id)
+                    .bind(phone)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(lead_from_row).transpose()
+            }
+
+            async fn add_dnc(&self, phones: &[String], reason: &str, now: DateTime<Utc>) -> Result<u64> {
+                let mut tx = self.pool.begin().await?;
+                let mut added = 0;
+                for phone in phones {
+                    added += sqlx::query(
+                        "INSERT INTO dnc (phone, reason, added_at) VALUES ($1, $2, $3) ON CONFLICT (phone) DO NOTHING",
+                    )
+                    .bind(phone)
+                    .bind(reason)
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                tx.commit().await?;
+                Ok(added)
+            }
+
+            async fn is_dnc(&self, phone: &str) -> Result<bool> {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dnc WHERE phone = $1")
+                    .bind(phone)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(n > 0)
+            }
+
+            async fn campaign_stats(&self, campaign_id: &str) -> Result<CampaignStats> {
+                let mut stats = CampaignStats::default();
+                let rows = sqlx::query(
+                    "SELECT status, count(*) AS n FROM leads WHERE campaign_id = $1 GROUP BY status",
+                )
+                .bind(campaign_id)
+                .fetch_all(&self.pool)
+                .await?;
+                for r in rows {
+                    stats.leads.insert(r.try_get("status")?, r.try_get("n")?);
+                }
+                let rows = sqlx::query(
+                    "SELECT outcome, count(*) AS n FROM call_attempts
+                      WHERE campaign_id = $1 AND outcome IS NOT NULL GROUP BY outcome",
+                )
+                .bind(campaign_id)
+                .fetch_all(&self.pool)
+                .await?;
+                for r in rows {
+                    stats.outcomes.insert(r.try_get("outcome")?, r.try_get("n")?);
+                }
+                stats.in_flight = sqlx::query_scalar(
+                    "SELECT count(*) FROM call_attempts WHERE campaign_id = $1 AND state IN ('sending', 'placed')",
+                )
+                .bind(campaign_id)
+                .fetch_one(&self.pool)
+                .await?;
+                stats.unusable = sqlx::query_scalar(&format!(
+                    "SELECT count(*) FROM leads WHERE campaign_id = $1 AND status = 'pending' AND {NO_DUE}"
+                ))
+                .bind(campaign_id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(stats)
+            }
+
+            async fn campaign_ids(&self) -> Result<Vec<String>> {
+                Ok(sqlx::query_scalar("SELECT id FROM campaigns ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn take_rate(&self, key: &str, take: &RateTake) -> Result<RateTaken> {
+                // A first take (no row yet) is granted: the caller asks for
+                // at most the burst.
+                let granted: Option<i64> = sqlx::query_scalar(&format!(
+                    "INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3)
+                     ON CONFLICT (key) DO UPDATE SET tat = {GREATEST}(rate_limits.tat, $2) + $3
+                      WHERE {GREATEST}(rate_limits.tat, $2) + $3 - $4 <= $2
+                     RETURNING tat"
+                ))
+                .bind(key)
+                .bind(take.now_us)
+                .bind(take.cost_us)
+                .bind(take.tolerance_us)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(tat_us) = granted {
+                    return Ok(RateTaken::Granted { tat_us });
+                }
+                let tat_us: i64 = sqlx::query_scalar("SELECT tat FROM rate_limits WHERE key = $1")
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(RateTaken::Refused { tat_us })
+            }
+
+            async fn gauges(&self) -> Result<Gauges> {
+                let mut g = Gauges::default();
+                let rows = sqlx::query(
+                    "SELECT campaign_id, status, count(*) AS n FROM leads GROUP BY campaign_id, status",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                for r in rows {
+                    g.leads.insert((r.try_get("campaign_id")?, r.try_get("status")?), r.try_get("n")?);
+                }
+                let rows = sqlx::query(
+                    "SELECT campaign_id, provider, count(*) AS n FROM call_attempts
+                      WHERE state IN ('sending', 'placed') GROUP BY campaign_id, provider",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                for r in rows {
+                    g.live.insert((r.try_get("campaign_id")?, r.try_get("provider")?), r.try_get("n")?);
+                }
+                Ok(g)
+            }
+
+            async fn set_provider_pause(&self, pause: &ProviderPause) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO provider_pauses (provider, paused_until, reason, since) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (provider) DO UPDATE SET paused_until = $2, reason = $3, since = $4",
+                )
+                .bind(&pause.provider)
+                .bind(due(pause.until))
+                .bind(&pause.reason)
+                .bind(ts(pause.since))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn clear_provider_pause(&self, provider: &str) -> Result<()> {
+                sqlx::query("DELETE FROM provider_pauses WHERE provider = $1")
+                    .bind(provider)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn provider_pauses(&self) -> Result<Vec<ProviderPause>> {
+                let rows = sqlx::query(
+                    "SELECT provider, paused_until, reason, since FROM provider_pauses ORDER BY provider",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let time = |col: &str| {
+                            get_ts(r, col)?.ok_or(StoreError::Corrupt {
+                                table: "provider_pauses",
+                                why: format!("{col} is NULL"),
+                            })
+                        };
+                        Ok(ProviderPause {
+                            provider: r.try_get("provider")?,
+                            until: time("paused_until")?,
+                            reason: r.try_get("reason")?,
+                            since: time("since")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn unusable_leads(&self, limit: i64) -> Result<Vec<UnusableLead>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT id, campaign_id, 0 AS why FROM leads WHERE status = 'pending' AND {NO_DUE}
+                     UNION ALL
+                     SELECT id, campaign_id, 1 AS why FROM leads
+                      WHERE status IN ('pending', 'in_progress')
+                        AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = leads.campaign_id)
+                     ORDER BY 1 LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let why: i32 = r.try_get("why")?;
+                        Ok(UnusableLead {
+                            id: r.try_get("id")?,
+                            campaign_id: r.try_get("campaign_id")?,
+                            why: if why == 0 { Unusable::NoDueTime } else { Unusable::UnknownCampaign },
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn attempts_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCount>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT campaign_id, {REQUEST_MINUTE} AS minute, count(*) AS n FROM call_attempts
+                      WHERE requested_at >= $1 AND state <> 'not_placed'
+                      GROUP BY campaign_id, {REQUEST_MINUTE} ORDER BY 1, 2"
+                ))
+                .bind(ts(since))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(MinuteCount {
+                            campaign_id: r.try_get("campaign_id")?,
+                            minute: get_ts(r, "minute")?.ok_or(StoreError::Corrupt {
+                                table: "call_attempts",
+                                why: "requested_at is NULL".into(),
+                            })?,
+                            attempts: r.try_get("n")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn live_calls_by_provider(&self) -> Result<BTreeMap<String, i64>> {
+                let rows = sqlx::query(
+                    "SELECT provider, count(*) AS n FROM call_attempts
+                      WHERE state IN ('sending', 'placed') GROUP BY provider",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("provider")?, r.try_get("n")?)))
+                    .collect()
+            }
+        }
+    };
+}
