@@ -1,9 +1,12 @@
 //! With 1,000,000 pending leads of which none is callable (the window is
 //! closed until tomorrow), how much CPU does the daemon use while it waits?
-//! And what does one claim cost with that many leads in the table?
+//! And what does one claim cost with that many leads in the table? And while
+//! a campaign with many due leads sits at `max_concurrent` with long calls?
 //!
 //! `cargo bench --bench idle` (SQLite; set DIALER_BENCH_POSTGRES=postgres://...
-//! to run it on PostgreSQL too). Prints figures; asserts nothing.
+//! to run it on PostgreSQL too; DIALER_BENCH_ONLY=full runs only the
+//! full-campaign figure, DIALER_BENCH_FULL sets its number of leads).
+//! Prints figures; asserts nothing.
 
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
@@ -168,8 +171,73 @@ async fn first_pass(n: i64) {
     );
 }
 
+/// `n` leads due now, a campaign allowed 2 calls at once, calls of 2 to 3
+/// minutes: the dispatcher has work it may not start until a call ends.
+async fn full_campaign(n: i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("full.db").display());
+    std::fs::create_dir_all(dir.path().join("campaigns")).unwrap();
+    std::fs::write(
+        dir.path().join("dialer.toml"),
+        format!(
+            "campaigns_dir = \"campaigns\"\n[database]\nurl = \"{url}\"\n[log]\nlevel = \"warn\"\n[providers.sim]\nkind = \"simulated\"\nmin_duration = \"2m\"\nmax_duration = \"3m\"\npoll_interval = \"5s\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("campaigns/full.toml"),
+        "id = \"full\"\nprovider = \"sim\"\ntimezone = \"America/New_York\"\n[pacing]\nmax_concurrent = 2\n[compliance]\nlocal_hours = \"off\"\n",
+    )
+    .unwrap();
+    let loaded = dialer::config::load(&dir.path().join("dialer.toml")).unwrap();
+    let store = dialer::store::SqliteStore::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let pool = store.pool().clone();
+    sqlx::query(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {n} - 1)
+         INSERT INTO leads (campaign_id, phone) SELECT 'full', '+1212' || (2000000 + i) FROM n"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store);
+    let daemon = Daemon::new(store.clone(), Clock::system(), &loaded).unwrap();
+    daemon.set_campaigns(&loaded.campaigns).await.unwrap();
+    let running = engine::start(daemon, None);
+    let t0 = Instant::now();
+    let attempts = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM call_attempts")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    while attempts().await < 2 && t0.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    tokio::time::sleep(WAIT).await;
+    let (cpu, wall) = (cpu_time() - cpu0, t0.elapsed());
+    let placed = attempts().await;
+    running.stop(Duration::from_secs(2)).await;
+    println!(
+        "[sqlite] {n} due leads, max_concurrent = 2 full with calls of 2-3 min ({placed} calls placed): {:.3} s CPU in {:.1} s wall = {:.2}% of one core",
+        cpu.as_secs_f64(),
+        wall.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
+    let full: i64 = std::env::var("DIALER_BENCH_FULL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    full_campaign(full).await;
+    if std::env::var("DIALER_BENCH_ONLY").is_ok_and(|v| v == "full") {
+        return;
+    }
     let first: i64 = std::env::var("DIALER_BENCH_FIRST_PASS")
         .ok()
         .and_then(|v| v.parse().ok())

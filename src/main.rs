@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 use dialer::cli::{self, CliError};
 use dialer::clock::Clock;
+use dialer::config::LogFormat;
+use dialer::telemetry;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -92,22 +94,38 @@ enum DncCommand {
 }
 
 fn main() -> ExitCode {
+    // Errors from here until the daemon file's `[log]` is read (usage
+    // errors) are plain text: the log format is not known yet.
     let args = Cli::parse();
+    let log_cfg = dialer::config::log_settings(&args.config);
+    let json = log_cfg.format == LogFormat::Json;
+    // `run` always logs; `demo` sets up its own; the other commands print
+    // for a person, and log only when JSON was asked for, so that every
+    // line on stderr is then one JSON object.
+    let log = match args.command {
+        Command::Run => Some(telemetry::init(&log_cfg)),
+        Command::Demo { .. } => None,
+        _ if json => Some(telemetry::init(&log_cfg)),
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return fail(
+                json && log.is_some(),
+                &format!("cannot start the runtime: {e}"),
+                1,
+            );
         }
     };
     let clock = Clock::system();
     let config = args.config;
     let result = runtime.block_on(async {
         match args.command {
-            Command::Run => cli::run::run(&config).await,
+            Command::Run => cli::run::run(&config, log.as_ref()).await,
             Command::Check => cli::check::run(&config, &clock),
             Command::Migrate => migrate(&config).await,
             Command::Import {
@@ -133,13 +151,25 @@ fn main() -> ExitCode {
             Command::Demo { leads } => cli::demo::run(leads).await,
         }
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => fail(json && log.is_some(), &e.to_string(), e.exit_code()),
+    };
+    // Dropping the guard writes out the lines still queued.
+    drop(log);
+    code
+}
+
+/// Reports the error that ends the process: a log event when logging is
+/// JSON (the multi-line list of configuration problems becomes one line),
+/// an `error:` line otherwise.
+fn fail(json: bool, message: &str, code: u8) -> ExitCode {
+    if json {
+        tracing::error!(exit_code = code, "{message}");
+    } else {
+        eprintln!("error: {message}");
     }
+    ExitCode::from(code)
 }
 
 async fn migrate(config: &std::path::Path) -> Result<(), CliError> {

@@ -100,7 +100,7 @@ pub async fn run(leads: usize) -> CliResult {
     std::fs::write(dir.path().join("campaigns/demo.toml"), CAMPAIGN_TOML)
         .map_err(anyhow::Error::from)?;
     let loaded = config::load(&dir.path().join("dialer.toml"))?;
-    crate::telemetry::init(&loaded.daemon.log);
+    let _log = crate::telemetry::init(&loaded.daemon.log);
 
     println!(
         "dialer demo: a throw-away SQLite database in {}",

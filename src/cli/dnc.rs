@@ -48,12 +48,24 @@ pub async fn add(
     region: Option<&str>,
     clock: &Clock,
 ) -> CliResult {
+    crate::phone::check_region(region).map_err(CliError::Usage)?;
+    // One bad number refuses the whole command, so that a fixed re-run adds
+    // exactly the list the operator meant; every bad one is named at once.
     let mut numbers = Vec::new();
-    for p in phones {
-        numbers.push(
-            crate::phone::normalize(p, region)
-                .map_err(|why| CliError::Usage(format!("{p}: {why}")))?,
-        );
+    let mut bad = Vec::new();
+    for (i, p) in phones.iter().enumerate() {
+        match crate::phone::normalize(p, region) {
+            Ok(n) => numbers.push(n),
+            Err(why) => bad.push(format!("  number {} `{p}`: {why}", i + 1)),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} of {} numbers are not valid; nothing was added:\n{}",
+            bad.len(),
+            phones.len(),
+            bad.join("\n")
+        )));
     }
     let loaded = load(config)?;
     let store = open_store(&loaded).await?;
@@ -66,6 +78,7 @@ pub async fn add(
 }
 
 pub async fn import(config: &Path, file: &Path, region: Option<&str>, clock: &Clock) -> CliResult {
+    crate::phone::check_region(region).map_err(CliError::Usage)?;
     let loaded = load(config)?;
     let (numbers, invalid) = read_file(file, region)?;
     let store = open_store(&loaded).await?;

@@ -39,6 +39,12 @@ pub async fn run(
         .into_iter()
         .filter(|t| *t <= at)
         .collect();
+    // The provider's pause as recorded by the daemon that paused it.
+    let pause = store
+        .provider_pauses()
+        .await?
+        .into_iter()
+        .find(|p| p.provider == c.provider && p.active(at));
     let facts = Facts {
         phone: &phone,
         timezone: lead.as_ref().and_then(|l| l.timezone.as_deref()),
@@ -50,6 +56,7 @@ pub async fn run(
             .as_ref()
             .filter(|l| !l.status.is_final())
             .and_then(|l| l.next_attempt_at),
+        provider_paused_until: pause.as_ref().map(|p| p.until),
         recent_attempts: &recent,
     };
     let v = c.rules.evaluate(&facts, at);
@@ -70,6 +77,12 @@ pub async fn run(
         "callable": v.callable,
         "blocked_by": blocked,
         "next_callable_at": v.next_callable_at.map(rfc3339),
+        "provider_paused": pause.as_ref().map(|p| json!({
+            "provider": p.provider,
+            "reason": p.reason,
+            "until": rfc3339(p.until),
+            "since": rfc3339(p.since),
+        })),
     });
     if as_json {
         println!(
@@ -113,7 +126,16 @@ pub async fn run(
         }
     );
     for r in &v.blocked_by {
-        println!("  blocked by {}", r.as_str());
+        match (&pause, r) {
+            (Some(p), crate::schedule::Rule::ProviderPaused) => println!(
+                "  blocked by {} (provider {} paused until {}: {})",
+                r.as_str(),
+                p.provider,
+                rfc3339(p.until),
+                p.reason
+            ),
+            _ => println!("  blocked by {}", r.as_str()),
+        }
     }
     match v.next_callable_at {
         Some(t) if v.callable => println!("next callable: now ({})", rfc3339(t)),

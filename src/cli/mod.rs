@@ -25,6 +25,9 @@ pub enum CliError {
     /// Runtime failure, including an unknown campaign or lead: exit 1.
     #[error("{0:#}")]
     Runtime(#[from] anyhow::Error),
+    /// Stopped by a signal before the end: 128 + the signal's number.
+    #[error("{message}")]
+    Interrupted { message: String, code: u8 },
 }
 
 impl CliError {
@@ -32,6 +35,7 @@ impl CliError {
         match self {
             CliError::Config(_) | CliError::Usage(_) => 2,
             CliError::Runtime(_) => 1,
+            CliError::Interrupted { code, .. } => *code,
         }
     }
 }
@@ -44,13 +48,28 @@ impl From<store::StoreError> for CliError {
 
 pub type CliResult = Result<(), CliError>;
 
-/// Loads the configuration and prints its warnings.
+/// Loads the configuration and reports its warnings.
 pub fn load(path: &Path) -> Result<Loaded, CliError> {
     let loaded = config::load(path)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
-    }
+    warn(&loaded.warnings);
     Ok(loaded)
+}
+
+/// Configuration warnings: log events when logging is set up (`dialer run`,
+/// and every command when `log.format = "json"`), `warning:` lines
+/// otherwise. Each is said once a process: a reload of files that still
+/// have the same problem does not repeat it.
+pub fn warn(warnings: &[String]) {
+    for w in warnings {
+        if !crate::telemetry::first_time(&format!("config warning: {w}")) {
+            continue;
+        }
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!("{w}");
+        } else {
+            eprintln!("warning: {w}");
+        }
+    }
 }
 
 /// Opens the configured database and brings its schema up to date.

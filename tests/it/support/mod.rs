@@ -2,13 +2,37 @@
 //! written to a temporary directory, raw SQL as another system would send it.
 #![allow(dead_code)]
 
+pub mod chaos_provider;
 pub mod fake_revring;
+pub mod fake_voicedock;
+pub mod logs;
+pub mod process;
+pub mod schedule;
 
 use dialer::config::{self, Loaded};
 use dialer::store::{PgStore, SqliteStore, Store};
 use sqlx::Row;
 use std::path::Path;
 use std::sync::Arc;
+
+/// The machine, shared by the tests that run in parallel in this binary.
+/// A test that judges a rate or a peak at the wire (`measured`) runs while
+/// no other test that starts several daemons or drives thousands of leads
+/// (`heavy`) does: on two shared cores those starve the daemons under
+/// measurement, which then fall short of the limit they must reach. Light
+/// tests still run beside either.
+static MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held for the whole of a test that measures a rate at the wire.
+pub async fn measured() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().await
+}
+
+/// Held for the whole of a test that loads the machine (several daemons,
+/// thousands of leads); several such tests may run together.
+pub async fn heavy() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().await
+}
 
 pub enum Raw {
     Sqlite(sqlx::SqlitePool),

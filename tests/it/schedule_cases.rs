@@ -2,12 +2,10 @@
 //! holidays, a window ending at 24:00, legal hours, the Florida and France
 //! rules, caps, permanent blocks, cron entries and zone inference.
 
-mod schedule_support;
-
+use crate::support::schedule::*;
 use chrono::Duration;
 use chrono_tz::Tz;
 use dialer::schedule::{LeadZone, Rule, Rules, ZoneSource};
-use schedule_support::*;
 
 const UK: &str = "+442079460000"; // no statute; the lead's column gives the zone
 const NYC: &str = "+12125550123";

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use dialer::clock::Clock;
 use dialer::config::{ProviderConfig, ProviderKind, Secret};
 use dialer::domain::Outcome;
+use dialer::pacing::Budget;
 use dialer::provider::{self, PlaceRequest, PlaceResult, PollTarget, Provider, ProviderError};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ fn config(base_url: &str, timeout: Duration) -> ProviderConfig {
         request_timeout: timeout,
         poll_interval: Duration::from_secs(5),
         max_call_duration: Duration::from_secs(1800),
+        pause_after_unknown: 5,
         sim: None,
     }
 }
@@ -35,7 +37,7 @@ fn adapter(base_url: &str) -> Arc<dyn Provider> {
     provider::build(&config(base_url, Duration::from_secs(5)), &Clock::system()).unwrap()
 }
 
-fn request() -> PlaceRequest {
+async fn request() -> PlaceRequest {
     let mut variables = Map::new();
     variables.insert("first_name".into(), json!("Ann"));
     variables.insert("plan".into(), json!("gold"));
@@ -47,6 +49,7 @@ fn request() -> PlaceRequest {
         skill_id: None,
         customer_name: "Ann".into(),
         variables,
+        permit: Budget::unmetered().take().await,
     }
 }
 
@@ -70,7 +73,7 @@ async fn place_with(response: ResponseTemplate) -> PlaceResult {
         .expect(1)
         .mount(&server)
         .await;
-    let result = adapter(&server.uri()).place(&request()).await;
+    let result = adapter(&server.uri()).place(&request().await).await;
     server.verify().await;
     assert_no_key(&format!("{result:?}"));
     result
@@ -95,7 +98,7 @@ async fn place_sends_the_documented_request() {
         .expect(1)
         .mount(&server)
         .await;
-    let result = adapter(&server.uri()).place(&request()).await;
+    let result = adapter(&server.uri()).place(&request().await).await;
     assert_eq!(
         result,
         PlaceResult::Placed {
@@ -246,7 +249,7 @@ async fn a_response_that_never_comes_is_unknown_and_sent_once() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let r = p.place(&request()).await;
+    let r = p.place(&request().await).await;
     assert!(matches!(r, PlaceResult::Unknown { .. }), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     // Give a re-send the chance to show up before counting.
@@ -260,7 +263,7 @@ async fn connection_refused_is_not_placed() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let r = adapter(&format!("http://127.0.0.1:{port}"))
-        .place(&request())
+        .place(&request().await)
         .await;
     assert!(matches!(r, PlaceResult::NotPlaced { .. }), "{r:?}");
     assert_no_key(&format!("{r:?}"));
@@ -386,4 +389,86 @@ async fn probe_asks_for_a_call_that_cannot_exist() {
         adapter(&refused.uri()).probe().await,
         Err(ProviderError::Unusable(_))
     ));
+}
+
+/// Places against a server whose place endpoint answers `code` with a
+/// `Location` on the same server or, with `other_host`, on a second server.
+/// Both targets would accept the call, so following the redirect would place
+/// it (again) and show the key to whoever is behind `Location`.
+async fn place_redirected(code: u16, other_host: bool) -> PlaceResult {
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    let target = if other_host { &other } else { &server };
+    let location = format!("{}/v1/calls-elsewhere", target.uri());
+    Mock::given(method("POST"))
+        .and(path("/v1/calls"))
+        .respond_with(ResponseTemplate::new(code).insert_header("location", location.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/v1/calls-elsewhere"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"data": {"id": "call-redirected", "status": "QUEUED"}})),
+        )
+        .expect(0)
+        .mount(target)
+        .await;
+    let result = adapter(&server.uri()).place(&request().await).await;
+    server.verify().await;
+    other.verify().await;
+    assert!(other.received_requests().await.unwrap().is_empty());
+    assert_no_key(&format!("{result:?}"));
+    result
+}
+
+#[tokio::test]
+async fn a_redirected_place_is_unknown_and_not_followed() {
+    for (code, other_host) in [(307, false), (308, false), (307, true), (308, true)] {
+        let r = place_redirected(code, other_host).await;
+        assert!(
+            matches!(r, PlaceResult::Unknown { .. }),
+            "{code} (other host: {other_host}): {r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redirected_probe_or_poll_is_an_error() {
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/calls/00000000-0000-0000-0000-000000000000"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/v1/calls/x", other.uri()).as_str()),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/calls/batch-get"))
+        .respond_with(ResponseTemplate::new(307).insert_header(
+            "location",
+            format!("{}/v1/calls/batch-get", other.uri()).as_str(),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Answers as a healthy account would, so a followed redirect would pass.
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "Call not found"})))
+        .mount(&other)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
+        .mount(&other)
+        .await;
+    let p = adapter(&server.uri());
+    let probed = p.probe().await;
+    assert!(matches!(probed, Err(ProviderError::Other(_))), "{probed:?}");
+    let polled = p.poll(&[target("a1", Some("c1"))]).await;
+    assert!(matches!(polled, Err(ProviderError::Other(_))), "{polled:?}");
+    server.verify().await;
+    assert!(other.received_requests().await.unwrap().is_empty());
 }

@@ -4,35 +4,18 @@
 //! and by polling. Every lead must end right, and no lead may be called more
 //! often than the retry policy allows.
 
-mod support;
-
+use crate::support::fake_revring::{Behaviour, End, FakeRevRing};
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
 use dialer::engine;
 use dialer::store::NewLead;
 use serde_json::Map;
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
-use support::fake_revring::{Behaviour, End, FakeRevRing};
 
 const API_KEY: &str = "rr_live_k3y_9f8e7d6c5b4a";
 const SECRET: &str = "whsec_s3cr3t_0a1b2c3d";
-
-/// Captures every log line of this test binary.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn behaviour(i: usize) -> Behaviour {
     match i % 10 {
@@ -70,18 +53,12 @@ fn phone(i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_leads_against_a_fake_revring() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("dialer=debug")
-        .json()
-        .with_writer(move || writer.clone())
-        .init();
+    crate::support::logs::capture();
 
     let index: HashMap<String, usize> = (0..200).map(|i| (phone(i), i)).collect();
     let (fake, fake_url) = FakeRevRing::start(API_KEY, move |to| behaviour(index[to])).await;
 
-    let db = support::sqlite().await;
+    let db = crate::support::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("key"), API_KEY).unwrap();
     std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
@@ -130,7 +107,8 @@ max_attempts_per_day = 10
 [variables]
 first_name = "{{name}}"
 "#;
-    let loaded = support::write_config(dir.path(), &daemon_toml, &[("winter.toml", campaign)]);
+    let loaded =
+        crate::support::write_config(dir.path(), &daemon_toml, &[("winter.toml", campaign)]);
     let clock = Clock::system();
     dialer::daemon::sync_campaign_rows(db.store.as_ref(), &loaded.campaigns, clock.now())
         .await
@@ -268,7 +246,7 @@ first_name = "{{name}}"
     );
 
     // No key or secret in any log line.
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = crate::support::logs::text();
     assert!(text.contains("call placed"), "logs were captured");
     assert!(!text.contains(API_KEY), "API key in logs");
     assert!(!text.contains(SECRET), "webhook secret in logs");

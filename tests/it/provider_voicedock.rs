@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use dialer::clock::Clock;
 use dialer::config::{ProviderConfig, ProviderKind, Secret};
 use dialer::domain::Outcome;
+use dialer::pacing::Budget;
 use dialer::provider::{self, PlaceRequest, PlaceResult, PollTarget, Provider, ProviderError};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ fn config(base_url: &str, timeout: Duration) -> ProviderConfig {
         request_timeout: timeout,
         poll_interval: Duration::from_secs(5),
         max_call_duration: Duration::from_secs(1800),
+        pause_after_unknown: 5,
         sim: None,
     }
 }
@@ -35,7 +37,7 @@ fn adapter(base_url: &str) -> Arc<dyn Provider> {
     provider::build(&config(base_url, Duration::from_secs(5)), &Clock::system()).unwrap()
 }
 
-fn request() -> PlaceRequest {
+async fn request() -> PlaceRequest {
     let mut variables = Map::new();
     variables.insert("first_name".into(), json!("Bo"));
     PlaceRequest {
@@ -46,6 +48,7 @@ fn request() -> PlaceRequest {
         skill_id: None,
         customer_name: "Bo".into(),
         variables,
+        permit: Budget::unmetered().take().await,
     }
 }
 
@@ -66,7 +69,7 @@ async fn place_with(response: ResponseTemplate) -> PlaceResult {
         .expect(1)
         .mount(&server)
         .await;
-    let result = adapter(&server.uri()).place(&request()).await;
+    let result = adapter(&server.uri()).place(&request().await).await;
     server.verify().await;
     assert!(
         !format!("{result:?}").contains(KEY),
@@ -88,7 +91,7 @@ async fn place_sends_the_documented_request() {
         .expect(1)
         .mount(&server)
         .await;
-    let r = adapter(&server.uri()).place(&request()).await;
+    let r = adapter(&server.uri()).place(&request().await).await;
     assert_eq!(
         r,
         PlaceResult::Placed {
@@ -237,7 +240,7 @@ async fn a_response_that_never_comes_is_unknown_and_sent_once() {
         &Clock::system(),
     )
     .unwrap();
-    let r = p.place(&request()).await;
+    let r = p.place(&request().await).await;
     assert!(matches!(r, PlaceResult::Unknown { .. }), "{r:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
@@ -249,7 +252,7 @@ async fn connection_refused_is_not_placed() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let r = adapter(&format!("http://127.0.0.1:{port}"))
-        .place(&request())
+        .place(&request().await)
         .await;
     assert!(matches!(r, PlaceResult::NotPlaced { .. }), "{r:?}");
 }
@@ -408,4 +411,48 @@ async fn probe_lists_one_call() {
         adapter(&broke.uri()).probe().await,
         Err(ProviderError::Unusable(_))
     ));
+}
+
+/// Places against a server whose place endpoint answers `code` with a
+/// `Location` on the same server or, with `other_host`, on a second server.
+/// Both targets would accept the call, so following the redirect would place
+/// it (again) and show the bearer token to whoever is behind `Location`.
+async fn place_redirected(code: u16, other_host: bool) -> PlaceResult {
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    let target = if other_host { &other } else { &server };
+    let location = format!("{}/api/v1/calls/outbound-elsewhere", target.uri());
+    Mock::given(method("POST"))
+        .and(path("/api/v1/calls/outbound"))
+        .respond_with(ResponseTemplate::new(code).insert_header("location", location.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/calls/outbound-elsewhere"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"success": true, "call_id": "call-redirected", "status": "dialing"}),
+        ))
+        .expect(0)
+        .mount(target)
+        .await;
+    let result = adapter(&server.uri()).place(&request().await).await;
+    server.verify().await;
+    other.verify().await;
+    assert!(other.received_requests().await.unwrap().is_empty());
+    assert!(
+        !format!("{result:?}").contains(KEY),
+        "key leaked: {result:?}"
+    );
+    result
+}
+
+#[tokio::test]
+async fn a_redirected_place_is_unknown_and_not_followed() {
+    for (code, other_host) in [(307, false), (308, false), (307, true), (308, true)] {
+        let r = place_redirected(code, other_host).await;
+        assert!(
+            matches!(r, PlaceResult::Unknown { .. }),
+            "{code} (other host: {other_host}): {r:?}"
+        );
+    }
 }

@@ -4,13 +4,11 @@
 //! written independently here, and the next opening is open with no earlier
 //! open minute before it.
 
-mod schedule_support;
-
+use crate::support::schedule::*;
 use chrono::{DateTime, Datelike, Duration, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use dialer::schedule::{LeadZone, Rules, ZoneSource};
 use proptest::prelude::*;
-use schedule_support::*;
 use std::sync::OnceLock;
 
 const ZONES: [Tz; 8] = [

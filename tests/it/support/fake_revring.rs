@@ -1,18 +1,23 @@
 //! A fake RevRing account served over real HTTP: it checks the request shape
-//! RevRing documents, answers like RevRing, keeps calls, answers batch-get,
-//! and sends post-call webhooks to the daemon. Behaviour per number is chosen
-//! by the test through `Script`.
+//! RevRing documents, answers like RevRing, keeps calls, answers get and
+//! batch-get, and sends post-call webhooks to the daemon. Behaviour per
+//! number is chosen by the test through `Script`; an outage (500 to every
+//! request) and a skewed provider clock are switched on the fake itself. It
+//! keeps its own log, on its own clock (`Instant`), of what reached it and
+//! when it told the daemon that a call had ended; each request's arrival is
+//! also stamped with the fake's `clock` (the test's scaled clock when it has
+//! one), and the fake counts the calls live on it and their high-water mark.
 #![allow(dead_code)]
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the fake does with a call to a number.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,6 +50,12 @@ pub struct Received {
     pub api_key: Option<String>,
     /// The HTTP status the fake answered.
     pub answered: u16,
+    /// When the request reached the fake.
+    pub at: Instant,
+    /// The same arrival on the fake's `clock` (before `skew`).
+    pub clock_at: chrono::DateTime<chrono::Utc>,
+    /// The call id the fake gave, when it accepted the call.
+    pub call_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -54,6 +65,21 @@ pub struct Inner {
     pub refused_once: std::collections::HashSet<String>,
     pub webhooks_sent: usize,
     pub webhook_answers: Vec<u16>,
+    /// Calls whose final status is set, and when.
+    pub ended: HashMap<String, Instant>,
+    /// When the daemon was first told (batch-get or get answer, or webhook
+    /// sent) that a call had ended.
+    pub told: HashMap<String, Instant>,
+    /// `GET /v1/calls/{id}` requests (RevRing's single get, also the probe).
+    pub gets: Vec<(String, Instant, u16)>,
+    /// While true every request is answered 500 and no call is placed.
+    pub outage: bool,
+    /// Added to every time the fake writes into a call (negative: behind).
+    pub skew: chrono::Duration,
+    /// Calls accepted and not yet ended, by the fake's own bookkeeping.
+    pub live: usize,
+    /// The most calls that were live at once.
+    pub live_peak: usize,
     next_id: u64,
 }
 
@@ -65,11 +91,23 @@ pub struct FakeRevRing {
     /// Where to send webhooks: the daemon's URL including `?token=`.
     pub webhook_url: Arc<Mutex<Option<String>>>,
     pub client: reqwest::Client,
+    /// The provider's own notion of the present (before `skew`).
+    pub clock: dialer::clock::Clock,
 }
 
 impl FakeRevRing {
     pub async fn start(
         api_key: &str,
+        script: impl Fn(&str) -> Behaviour + Send + Sync + 'static,
+    ) -> (Self, String) {
+        Self::start_with_clock(api_key, dialer::clock::Clock::system(), script).await
+    }
+
+    /// A fake whose call times come from `clock` (a test running the daemon
+    /// on a scaled clock gives the fake the same one).
+    pub async fn start_with_clock(
+        api_key: &str,
+        clock: dialer::clock::Clock,
         script: impl Fn(&str) -> Behaviour + Send + Sync + 'static,
     ) -> (Self, String) {
         let fake = FakeRevRing {
@@ -78,10 +116,12 @@ impl FakeRevRing {
             api_key: api_key.to_string(),
             webhook_url: Arc::default(),
             client: reqwest::Client::new(),
+            clock,
         };
         let app = Router::new()
             .route("/v1/calls", post(place))
             .route("/v1/calls/batch-get", post(batch_get))
+            .route("/v1/calls/{id}", get(get_call))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -96,9 +136,54 @@ impl FakeRevRing {
     pub fn requests(&self) -> Vec<Received> {
         self.inner.lock().unwrap().requests.clone()
     }
+
+    /// Accepted place requests to `to`, in order of arrival.
+    pub fn accepted_to(&self, to: &str) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.to == to && r.answered == 201)
+            .collect()
+    }
+
+    pub fn set_outage(&self, on: bool) {
+        self.inner.lock().unwrap().outage = on;
+    }
+
+    pub fn set_skew(&self, skew: chrono::Duration) {
+        self.inner.lock().unwrap().skew = skew;
+    }
+
+    /// When the daemon was first told that call `id` had ended.
+    pub fn told(&self, id: &str) -> Option<Instant> {
+        self.inner.lock().unwrap().told.get(id).copied()
+    }
+
+    pub fn gets(&self) -> Vec<(String, Instant, u16)> {
+        self.inner.lock().unwrap().gets.clone()
+    }
+
+    /// The most calls that were live on the fake at once (accepted, not yet ended).
+    pub fn live_peak(&self) -> usize {
+        self.inner.lock().unwrap().live_peak
+    }
+
+    /// The provider's present as it writes it into calls.
+    fn now(&self) -> String {
+        let skew = self.inner.lock().unwrap().skew;
+        (self.clock.now() + skew).to_rfc3339()
+    }
+}
+
+fn outage_answer() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": {"message": "Internal server error"}})),
+    )
+        .into_response()
 }
 
 fn call_json(
+    now: &str,
     id: &str,
     body: &Value,
     status: &str,
@@ -114,10 +199,10 @@ fn call_json(
         "toNumber": body["toNumber"],
         "agentId": body["agentId"],
         "variables": body["variables"],
-        "createdAt": chrono::Utc::now().to_rfc3339(),
-        "updatedAt": chrono::Utc::now().to_rfc3339(),
+        "createdAt": now,
+        "updatedAt": now,
         "startedAt": started,
-        "endedAt": if status == "QUEUED" { Value::Null } else { json!(chrono::Utc::now().to_rfc3339()) },
+        "endedAt": if status == "QUEUED" { Value::Null } else { json!(now) },
         "durationSeconds": if started.is_some() { json!(42) } else { Value::Null },
         "hangupCause": hangup,
         "summary": if started.is_some() { json!("Talked about renewal") } else { Value::Null },
@@ -126,20 +211,20 @@ fn call_json(
     })
 }
 
-fn final_call(id: &str, body: &Value, end: End) -> Value {
-    let now = chrono::Utc::now().to_rfc3339();
+fn final_call(now: &str, id: &str, body: &Value, end: End) -> Value {
     match end {
-        End::Completed => call_json(id, body, "COMPLETED", Some(&now), Some("USER_ENDED")),
-        End::NoAnswer => call_json(id, body, "COMPLETED", None, None),
+        End::Completed => call_json(now, id, body, "COMPLETED", Some(now), Some("USER_ENDED")),
+        End::NoAnswer => call_json(now, id, body, "COMPLETED", None, None),
         End::Voicemail => call_json(
+            now,
             id,
             body,
             "COMPLETED",
-            Some(&now),
+            Some(now),
             Some("VOICEMAIL_DETECTED"),
         ),
-        End::Failed => call_json(id, body, "FAILED", None, None),
-        End::Transferred => call_json(id, body, "TRANSFERRED", Some(&now), None),
+        End::Failed => call_json(now, id, body, "FAILED", None, None),
+        End::Transferred => call_json(now, id, body, "TRANSFERRED", Some(now), None),
     }
 }
 
@@ -157,15 +242,25 @@ async fn place(
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let record = |answered: u16| {
+    let at = Instant::now();
+    let clock_at = f.clock.now();
+    let record_call = |answered: u16, call_id: Option<String>| {
         f.inner.lock().unwrap().requests.push(Received {
             to: to.clone(),
             attempt_id: attempt_id.clone(),
             body: body.clone(),
             api_key: api_key.clone(),
             answered,
+            at,
+            clock_at,
+            call_id,
         })
     };
+    let record = |answered: u16| record_call(answered, None);
+    if f.inner.lock().unwrap().outage {
+        record(500);
+        return outage_answer();
+    }
     if api_key.as_deref() != Some(f.api_key.as_str()) {
         record(401);
         return (
@@ -214,24 +309,33 @@ async fn place(
     let id = {
         let mut g = f.inner.lock().unwrap();
         g.next_id += 1;
+        g.live += 1;
+        g.live_peak = g.live_peak.max(g.live);
         let id = format!("call_{:05}", g.next_id);
-        g.calls
-            .insert(id.clone(), call_json(&id, &body, "QUEUED", None, None));
         id
     };
-    record(201);
-    let fin = final_call(&id, &body, end);
+    let queued = call_json(&f.now(), &id, &body, "QUEUED", None, None);
+    f.inner.lock().unwrap().calls.insert(id.clone(), queued);
+    record_call(201, Some(id.clone()));
     let f2 = f.clone();
     let id2 = id.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        f2.inner
-            .lock()
-            .unwrap()
-            .calls
-            .insert(id2.clone(), fin.clone());
+        let fin = final_call(&f2.now(), &id2, &body, end);
+        {
+            let mut g = f2.inner.lock().unwrap();
+            g.calls.insert(id2.clone(), fin.clone());
+            g.ended.insert(id2.clone(), Instant::now());
+            g.live -= 1;
+        }
         let url = f2.webhook_url.lock().unwrap().clone();
         if let Some(url) = url {
+            f2.inner
+                .lock()
+                .unwrap()
+                .told
+                .entry(id2.clone())
+                .or_insert_with(Instant::now);
             let answer = f2
                 .client
                 .post(url)
@@ -272,6 +376,9 @@ async fn batch_get(
         )
             .into_response();
     }
+    if f.inner.lock().unwrap().outage {
+        return outage_answer();
+    }
     let ids: Vec<String> = body["ids"]
         .as_array()
         .map(|a| {
@@ -280,10 +387,50 @@ async fn batch_get(
                 .collect()
         })
         .unwrap_or_default();
-    let g = f.inner.lock().unwrap();
+    let mut g = f.inner.lock().unwrap();
     let calls: Vec<Value> = ids
         .iter()
         .filter_map(|id| g.calls.get(id).cloned())
         .collect();
+    let now = Instant::now();
+    for id in &ids {
+        if g.ended.contains_key(id) {
+            g.told.entry(id.clone()).or_insert(now);
+        }
+    }
     Json(json!({ "data": calls })).into_response()
+}
+
+async fn get_call(
+    State(f): State<FakeRevRing>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(f.api_key.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"message": "Invalid API key"}})),
+        )
+            .into_response();
+    }
+    let mut g = f.inner.lock().unwrap();
+    let now = Instant::now();
+    if g.outage {
+        g.gets.push((id, now, 500));
+        drop(g);
+        return outage_answer();
+    }
+    let Some(call) = g.calls.get(&id).cloned() else {
+        g.gets.push((id, now, 404));
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"message": "Call not found"}})),
+        )
+            .into_response();
+    };
+    if g.ended.contains_key(&id) {
+        g.told.entry(id.clone()).or_insert(now);
+    }
+    g.gets.push((id, now, 200));
+    Json(json!({ "data": call })).into_response()
 }

@@ -2,8 +2,7 @@
 //! tokens, the order of checks, duplicates, out-of-order events, and an event
 //! for an attempt whose response was lost.
 
-mod support;
-
+use crate::support::TestDb;
 use chrono::{Duration, Utc};
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
@@ -12,35 +11,17 @@ use dialer::store::ClaimLimits;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use support::TestDb;
 
 const RR_SECRET: &str = "rr-webhook-secret-123";
 const RR_KEY: &str = "rr-api-key-7c1d";
 const VD_KEY: &str = "vd-api-key-93ab";
 
-/// Every log line of this test binary, to check no secret reaches one.
-static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
-
-struct LogSink;
-impl std::io::Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn capture_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(|| LogSink)
-        .try_init();
+    crate::support::logs::capture();
 }
 
 fn assert_no_secret_logged() {
-    let text = String::from_utf8_lossy(&LOGS.lock().unwrap()).to_string();
+    let text = crate::support::logs::text();
     assert!(text.contains("webhook refused"), "refusals are logged");
     for s in [RR_SECRET, VD_SECRET, RR_KEY, VD_KEY, "token="] {
         assert!(!text.contains(s), "`{s}` appears in the logs");
@@ -58,7 +39,7 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Harness {
-        let db = support::sqlite().await;
+        let db = crate::support::sqlite().await;
         let dir = tempfile::tempdir().unwrap();
         for (f, v) in [
             ("rr-key", "rr-api-key"),
@@ -97,7 +78,7 @@ poll_interval = "1h"
         let camp = |id: &str, p: &str| {
             format!("id = \"{id}\"\nprovider = \"{p}\"\nagent_id = \"a1\"\nfrom_numbers = [\"+15551230001\"]\ntimezone = \"UTC\"\npaused = true\n")
         };
-        let loaded = support::write_config(
+        let loaded = crate::support::write_config(
             dir.path(),
             &daemon_toml,
             &[
@@ -151,12 +132,14 @@ poll_interval = "1h"
                 &lead,
                 provider,
                 None,
+                &[],
                 now + Duration::minutes(5),
                 now + Duration::hours(2),
                 now,
             )
             .await
             .unwrap()
+            .into_attempt()
             .unwrap();
         match call_id {
             Some(id) => store
@@ -164,8 +147,17 @@ poll_interval = "1h"
                 .await
                 .unwrap(),
             None => store
-                .attempt_unknown(&a, "timed out", now + Duration::hours(2), now)
+                .attempt_unknown(
+                    &a.id,
+                    "timed out",
+                    &dialer::store::LeadNext::pending(
+                        now + Duration::hours(2),
+                        Some("unknown".into()),
+                    ),
+                    now,
+                )
                 .await
+                .map(|_| ())
                 .unwrap(),
         }
         a.id

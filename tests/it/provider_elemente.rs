@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use dialer::clock::Clock;
 use dialer::config::{ProviderConfig, ProviderKind, Secret};
 use dialer::domain::Outcome;
+use dialer::pacing::Budget;
 use dialer::provider::{self, PlaceRequest, PlaceResult, PollTarget, Provider, ProviderError};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ fn config(base_url: &str, timeout: Duration) -> ProviderConfig {
         request_timeout: timeout,
         poll_interval: Duration::from_secs(5),
         max_call_duration: Duration::from_secs(1800),
+        pause_after_unknown: 5,
         sim: None,
     }
 }
@@ -37,7 +39,7 @@ fn adapter(base_url: &str) -> Arc<dyn Provider> {
     provider::build(&config(base_url, Duration::from_secs(5)), &Clock::system()).unwrap()
 }
 
-fn request() -> PlaceRequest {
+async fn request() -> PlaceRequest {
     let mut variables = Map::new();
     variables.insert("first_name".into(), json!("Cy"));
     variables.insert("visits".into(), json!(3));
@@ -49,6 +51,7 @@ fn request() -> PlaceRequest {
         skill_id: Some("skill-el".into()),
         customer_name: "Cy Doe".into(),
         variables,
+        permit: Budget::unmetered().take().await,
     }
 }
 
@@ -73,7 +76,7 @@ async fn place_with(response: ResponseTemplate) -> PlaceResult {
         .expect(1)
         .mount(&server)
         .await;
-    let result = adapter(&server.uri()).place(&request()).await;
+    let result = adapter(&server.uri()).place(&request().await).await;
     server.verify().await;
     assert!(
         !format!("{result:?}").contains(PASSWORD),
@@ -97,7 +100,7 @@ async fn place_sends_the_documented_request() {
         .expect(1)
         .mount(&server)
         .await;
-    let r = adapter(&server.uri()).place(&request()).await;
+    let r = adapter(&server.uri()).place(&request().await).await;
     assert_eq!(
         r,
         PlaceResult::Placed {
@@ -119,7 +122,7 @@ async fn missing_skill_is_unusable_without_sending() {
         .expect(0)
         .mount(&server)
         .await;
-    let mut req = request();
+    let mut req = request().await;
     req.skill_id = None;
     let r = adapter(&server.uri()).place(&req).await;
     assert!(matches!(r, PlaceResult::Unusable { .. }), "{r:?}");
@@ -200,7 +203,7 @@ async fn a_response_that_never_comes_is_unknown_and_sent_once() {
         &Clock::system(),
     )
     .unwrap();
-    let r = p.place(&request()).await;
+    let r = p.place(&request().await).await;
     assert!(matches!(r, PlaceResult::Unknown { .. }), "{r:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
@@ -212,7 +215,7 @@ async fn connection_refused_is_not_placed() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let r = adapter(&format!("http://127.0.0.1:{port}"))
-        .place(&request())
+        .place(&request().await)
         .await;
     assert!(matches!(r, PlaceResult::NotPlaced { .. }), "{r:?}");
 }
@@ -351,4 +354,49 @@ async fn probe_lists_recent_calls() {
         adapter(&refused.uri()).probe().await,
         Err(ProviderError::Unusable(_))
     ));
+}
+
+/// Places against a server whose place endpoint answers `code` with a
+/// `Location` on the same server or, with `other_host`, on a second server.
+/// Both targets would accept the call, so following the redirect would place
+/// it (again) and show the Basic credentials to whoever is behind `Location`.
+async fn place_redirected(code: u16, other_host: bool) -> PlaceResult {
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    let target = if other_host { &other } else { &server };
+    let location = format!("{}/api/v1/calls-elsewhere", target.uri());
+    Mock::given(method("POST"))
+        .and(path("/api/v1/calls"))
+        .respond_with(ResponseTemplate::new(code).insert_header("location", location.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/calls-elsewhere"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "call-redirected", "status": "queued"})),
+        )
+        .expect(0)
+        .mount(target)
+        .await;
+    let result = adapter(&server.uri()).place(&request().await).await;
+    server.verify().await;
+    other.verify().await;
+    assert!(other.received_requests().await.unwrap().is_empty());
+    assert!(
+        !format!("{result:?}").contains(PASSWORD),
+        "password leaked: {result:?}"
+    );
+    result
+}
+
+#[tokio::test]
+async fn a_redirected_place_is_unknown_and_not_followed() {
+    for (code, other_host) in [(307, false), (308, false), (307, true), (308, true)] {
+        let r = place_redirected(code, other_host).await;
+        assert!(
+            matches!(r, PlaceResult::Unknown { .. }),
+            "{code} (other host: {other_host}): {r:?}"
+        );
+    }
 }

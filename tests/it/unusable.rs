@@ -2,8 +2,6 @@
 //! dispatching on that provider without burning any lead; dispatching
 //! resumes only after a probe of the account succeeds.
 
-mod support;
-
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
 use dialer::engine;
@@ -30,7 +28,7 @@ async fn payment_required_pauses_without_burning_leads_and_probe_resumes() {
         .mount(&server)
         .await;
 
-    let db = support::sqlite().await;
+    let db = crate::support::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("key"), "rr-key").unwrap();
     let daemon_toml = format!(
@@ -39,7 +37,7 @@ async fn payment_required_pauses_without_burning_leads_and_probe_resumes() {
         server.uri()
     );
     let campaign = "id = \"c1\"\nprovider = \"revring\"\nagent_id = \"a1\"\nfrom_numbers = [\"+15551230001\"]\ntimezone = \"UTC\"\n[pacing]\nmax_concurrent = 1\ncalls_per_minute = 600\n[compliance]\nlocal_hours = \"off\"\n";
-    let loaded = support::write_config(dir.path(), &daemon_toml, &[("c1.toml", campaign)]);
+    let loaded = crate::support::write_config(dir.path(), &daemon_toml, &[("c1.toml", campaign)]);
     // 600x: the 5-minute pause lasts half a real second.
     let clock = Clock::scaled(chrono::Utc::now(), 600.0);
     dialer::daemon::sync_campaign_rows(db.store.as_ref(), &loaded.campaigns, clock.now())

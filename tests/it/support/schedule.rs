@@ -1,6 +1,5 @@
 //! Helpers shared by the schedule tests: a campaign built in code, instants
 //! from RFC 3339, and lead facts with neutral defaults.
-#![allow(dead_code)]
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -95,6 +94,7 @@ pub fn facts<'a>(phone: &'a str, timezone: Option<&'a str>) -> Facts<'a> {
         paused: false,
         final_status: false,
         due_at: None,
+        provider_paused_until: None,
         recent_attempts: &[],
     }
 }

@@ -1,0 +1,35 @@
+//! The integration tests, linked as one binary: every module below talks to
+//! the daemon over real HTTP and real databases; `support` holds what they
+//! share (fresh databases on both backends, fake providers, schedule helpers).
+
+#[macro_use]
+mod support;
+
+mod budget;
+mod chaos;
+mod cli;
+mod config_bounds;
+mod engine;
+mod explain;
+mod fairness;
+mod import;
+mod json_logs;
+mod lifecycle;
+mod limits;
+mod live_page;
+mod metrics;
+mod pacing;
+mod provider_elemente;
+mod provider_revring;
+mod provider_voicedock;
+mod revring_e2e;
+mod scale_out;
+mod schedule_cases;
+mod schedule_props;
+mod shutdown;
+mod store;
+mod systemd;
+mod unusable;
+mod webhooks;
+mod windows_e2e;
+mod wire_limits;

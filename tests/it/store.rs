@@ -1,0 +1,1258 @@
+//! The store contract, run on SQLite and on PostgreSQL alike.
+
+use crate::support::TestDb;
+use chrono::{DateTime, Duration, Utc};
+use dialer::domain::{AttemptState, CallStatus, ClaimedLead, LeadStatus, Outcome};
+use dialer::store::{Begun, CampaignRow, ClaimLimits, LeadNext, NewLead, Settled, Store};
+use serde_json::Map;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+fn t0() -> DateTime<Utc> {
+    "2026-12-01T15:00:00Z".parse().unwrap()
+}
+
+fn limits(max_concurrent: u32, batch: u32) -> ClaimLimits {
+    ClaimLimits {
+        campaign_id: "c1".into(),
+        provider: "sim".into(),
+        max_concurrent,
+        provider_max_concurrent: 10_000,
+        batch,
+    }
+}
+
+fn leads(n: usize) -> Vec<NewLead> {
+    (0..n)
+        .map(|i| NewLead {
+            phone: format!("+1212736{:04}", i),
+            name: None,
+            timezone: None,
+            variables: Map::new(),
+        })
+        .collect()
+}
+
+async fn setup(db: &TestDb, n: usize) {
+    db.store
+        .sync_campaigns(
+            &[CampaignRow {
+                id: "c1".into(),
+                provider: "sim".into(),
+                paused: false,
+                config_hash: "h".into(),
+            }],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let c = db.store.insert_leads("c1", &leads(n), t0()).await.unwrap();
+    assert_eq!(c.imported, n as u64);
+}
+
+async fn claim_one(store: &dyn Store, now: DateTime<Utc>) -> Option<ClaimedLead> {
+    store
+        .claim(&limits(100, 1), "me", now, now + Duration::minutes(5))
+        .await
+        .unwrap()
+        .pop()
+}
+
+on_both_backends! {
+    two_claimers_never_get_the_same_lead => two_claimers;
+    expired_lease_does_not_make_a_lead_due_early => expired_lease;
+    lifecycle_transitions => lifecycle;
+    not_placed_is_sent_again_as_the_same_attempt => not_placed_same_attempt;
+    concurrency_limit_holds_in_the_claim => concurrency_limit;
+    duplicate_and_older_statuses_change_nothing => stale_statuses;
+    import_counts_duplicates => import_duplicates;
+    plain_sql_lead_with_two_columns_is_claimed_and_canceled_one_is_not => plain_sql;
+    removed_campaign_is_kept_and_marked => removed_campaign;
+    lead_with_a_live_call_is_never_claimed_even_when_reopened => reopened_while_live;
+    change_by_another_system_during_a_call_is_kept => other_writer_kept;
+    real_end_after_a_synthetic_unknown_moves_the_lead => late_real_end;
+    status_order_uses_only_the_providers_clock => provider_clock_only;
+    due_times_round_up_to_the_second => due_rounds_up;
+    unusable_rows_are_reported => unusable_rows;
+    two_campaigns_racing_for_one_number_commit_one_attempt_under_its_cap => shared_number_cap;
+    two_campaigns_sharing_numbers_call_each_once_and_wait_for_the_cap => shared_numbers_daemon;
+    each_open_attempt_is_polled_by_one_daemon_at_a_time => poll_split;
+}
+
+async fn two_claimers(db: TestDb) {
+    setup(&db, 300).await;
+    let store = db.store.clone();
+    let claimer = |owner: &'static str, store: Arc<dyn Store>| async move {
+        let mut got = Vec::new();
+        loop {
+            let batch = store
+                .claim(&limits(10_000, 7), owner, t0(), t0() + Duration::minutes(5))
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            got.extend(batch.into_iter().map(|c| c.lead.id));
+        }
+        got
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(claimer("a", store.clone())),
+        tokio::spawn(claimer("b", store.clone()))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let sa: HashSet<_> = a.iter().collect();
+    let sb: HashSet<_> = b.iter().collect();
+    assert!(
+        sa.is_disjoint(&sb),
+        "{} leads claimed by both",
+        sa.intersection(&sb).count()
+    );
+    assert_eq!(
+        sa.len() + sb.len(),
+        300,
+        "every lead claimed exactly once ({} + {})",
+        a.len(),
+        b.len()
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM leads WHERE status = 'in_progress'")
+            .await,
+        300
+    );
+}
+
+async fn expired_lease(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    let lead = claim_one(db.store.as_ref(), now).await.expect("due lead");
+    assert_eq!(lead.attempt, 1);
+    // The attempt is committed, the request leaves, then the daemon dies.
+    let unknown_due = now + Duration::hours(2);
+    let attempt = db
+        .store
+        .begin_attempt(
+            &lead,
+            "sim",
+            None,
+            &[],
+            now + Duration::minutes(1),
+            unknown_due,
+            now,
+        )
+        .await
+        .unwrap()
+        .into_attempt()
+        .expect("attempt row");
+    assert_eq!(attempt.state, AttemptState::Sending);
+    // The lease is long gone, but the retry delay for `unknown` is not.
+    for later in [
+        Duration::minutes(2),
+        Duration::minutes(30),
+        Duration::minutes(119),
+    ] {
+        assert!(
+            claim_one(db.store.as_ref(), now + later).await.is_none(),
+            "claimed {later} after a lost request"
+        );
+    }
+    // While the row is `sending` the call may be live: never claimed, even
+    // past the retry delay, until the attempt is known to be `unknown`.
+    assert!(
+        claim_one(db.store.as_ref(), unknown_due).await.is_none(),
+        "claimed while its attempt was still sending"
+    );
+    // What the poller does with a `sending` row its daemon left behind.
+    assert!(db
+        .store
+        .attempt_unknown(
+            &attempt.id,
+            "the daemon stopped",
+            &LeadNext::pending(unknown_due, Some("unknown".into())),
+            now + Duration::minutes(2),
+        )
+        .await
+        .unwrap());
+    let again = claim_one(db.store.as_ref(), unknown_due)
+        .await
+        .expect("due after the retry delay");
+    assert_eq!(
+        again.attempt, 2,
+        "the lost attempt counts; the next is a new attempt"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM call_attempts").await, 1);
+    assert_eq!(db.scalar("SELECT attempts FROM leads").await, 1);
+}
+
+async fn lifecycle(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    assert_eq!(db.store.next_due("c1").await.unwrap(), Some(now));
+    let lead = claim_one(db.store.as_ref(), now).await.unwrap();
+    assert_eq!(lead.lead.status, LeadStatus::InProgress);
+    let a = db
+        .store
+        .begin_attempt(
+            &lead,
+            "sim",
+            Some("+15551230001"),
+            &[],
+            now + Duration::minutes(2),
+            now + Duration::hours(2),
+            now,
+        )
+        .await
+        .unwrap()
+        .into_attempt()
+        .unwrap();
+    db.store
+        .attempt_placed(&a, "call-1", "ringing", now + Duration::minutes(40), now)
+        .await
+        .unwrap();
+    let rows = db
+        .rows("SELECT state, provider_call_id, from_number FROM call_attempts")
+        .await;
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("placed".into()),
+            Some("call-1".into()),
+            Some("+15551230001".into())
+        ]
+    );
+    let found = db
+        .store
+        .find_attempt("sim", None, Some("call-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.attempt.id, a.id);
+    assert_eq!(db.store.open_attempts("sim", 10).await.unwrap().len(), 1);
+
+    // No answer: back to pending at the retry time, the attempt counted.
+    let end = now + Duration::minutes(1);
+    let status = CallStatus {
+        provider_status: "no-answer".into(),
+        outcome: Some(Outcome::NoAnswer),
+        status_at: Some(end),
+        ended_at: Some(end),
+        ..Default::default()
+    };
+    let retry = end + Duration::hours(2);
+    let next = LeadNext::pending(retry, Some("no_answer".into()));
+    assert_eq!(
+        db.store
+            .settle(&a.id, &status, Some(&next), end)
+            .await
+            .unwrap(),
+        Settled::Applied
+    );
+    let rows = db
+        .rows("SELECT status, last_outcome, lease_owner FROM leads")
+        .await;
+    assert_eq!(
+        rows[0],
+        vec![Some("pending".into()), Some("no_answer".into()), None]
+    );
+    assert_eq!(db.scalar("SELECT attempts FROM leads").await, 1);
+    assert!(db.store.open_attempts("sim", 10).await.unwrap().is_empty());
+    assert!(claim_one(db.store.as_ref(), retry - Duration::seconds(1))
+        .await
+        .is_none());
+
+    // Second attempt completes: final.
+    let lead = claim_one(db.store.as_ref(), retry).await.unwrap();
+    assert_eq!(lead.attempt, 2);
+    let a2 = db
+        .store
+        .begin_attempt(
+            &lead,
+            "sim",
+            None,
+            &[],
+            retry + Duration::minutes(2),
+            retry + Duration::hours(2),
+            retry,
+        )
+        .await
+        .unwrap()
+        .into_attempt()
+        .unwrap();
+    let done = CallStatus {
+        provider_status: "completed".into(),
+        outcome: Some(Outcome::Completed),
+        status_at: Some(retry),
+        ..Default::default()
+    };
+    db.store
+        .settle(
+            &a2.id,
+            &done,
+            Some(&LeadNext::finished(LeadStatus::Completed, "completed")),
+            retry,
+        )
+        .await
+        .unwrap();
+    let rows = db.rows("SELECT status, last_outcome FROM leads").await;
+    assert_eq!(
+        rows[0],
+        vec![Some("completed".into()), Some("completed".into())]
+    );
+    assert_eq!(db.scalar("SELECT attempts FROM leads").await, 2);
+    assert!(
+        claim_one(db.store.as_ref(), retry + Duration::days(30))
+            .await
+            .is_none(),
+        "a final lead is never claimed"
+    );
+
+    // Unknown: counted, pending at the unknown delay, outcome `unknown` on the attempt.
+    db.exec("UPDATE leads SET status = 'pending', next_attempt_at = '2026-12-05T00:00:00Z'")
+        .await;
+    let at: DateTime<Utc> = "2026-12-05T00:00:00Z".parse().unwrap();
+    let lead = claim_one(db.store.as_ref(), at)
+        .await
+        .expect("reopened lead is claimed");
+    let a3 = db
+        .store
+        .begin_attempt(
+            &lead,
+            "sim",
+            None,
+            &[],
+            at + Duration::minutes(2),
+            at + Duration::hours(2),
+            at,
+        )
+        .await
+        .unwrap()
+        .into_attempt()
+        .unwrap();
+    db.store
+        .attempt_unknown(
+            &a3.id,
+            "timeout",
+            &LeadNext::pending(at + Duration::hours(2), Some("unknown".into())),
+            at,
+        )
+        .await
+        .unwrap();
+    let rows = db.rows("SELECT status, last_outcome FROM leads").await;
+    assert_eq!(
+        rows[0],
+        vec![Some("pending".into()), Some("unknown".into())]
+    );
+    assert_eq!(db.scalar("SELECT attempts FROM leads").await, 3);
+}
+
+async fn not_placed_same_attempt(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    let lead = claim_one(db.store.as_ref(), now).await.unwrap();
+    let a = db
+        .store
+        .begin_attempt(
+            &lead,
+            "sim",
+            None,
+            &[],
+            now + Duration::minutes(2),
+            now + Duration::hours(2),
+            now,
+        )
+        .await
+        .unwrap()
+        .into_attempt()
+        .unwrap();
+    assert_eq!(
+        db.scalar("SELECT attempts FROM leads").await,
+        1,
+        "a sending attempt counts"
+    );
+    let retry = now + Duration::seconds(30);
+    db.store
+        .attempt_not_placed(&a, "429 Too Many Requests", retry, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.scalar("SELECT attempts FROM leads").await,
+        0,
+        "a not_placed attempt does not count"
+    );
+    assert!(claim_one(db.store.as_ref(), retry - Duration::seconds(1))
+        .await
+        .is_none());
+    let lead = claim_one(db.store.as_ref(), retry).await.unwrap();
+    assert_eq!(lead.attempt, 1, "sent again as the same attempt");
+    let again = db
+        .store
+        .begin_attempt(
+            &lead,
+            "sim",
+            None,
+            &[],
+            retry + Duration::minutes(2),
+            retry + Duration::hours(2),
+            retry,
+        )
+        .await
+        .unwrap()
+        .into_attempt()
+        .unwrap();
+    assert_eq!(again.id, a.id, "the same attempt row is reused");
+    assert_eq!(db.scalar("SELECT count(*) FROM call_attempts").await, 1);
+    assert_eq!(db.scalar("SELECT attempts FROM leads").await, 1);
+}
+
+async fn concurrency_limit(db: TestDb) {
+    setup(&db, 20).await;
+    let now = t0();
+    let got = db
+        .store
+        .claim(&limits(3, 10), "me", now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    let more = db
+        .store
+        .claim(&limits(3, 10), "other", now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert!(
+        more.is_empty(),
+        "a second daemon may not exceed max_concurrent"
+    );
+    // Provider-wide limit across campaigns.
+    let mut l = limits(100, 10);
+    l.provider_max_concurrent = 5;
+    let p = db
+        .store
+        .claim(&l, "me", now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(p.len(), 2, "provider limit 5 with 3 already in progress");
+    db.store
+        .release(
+            &got[0],
+            &LeadNext::pending(now + Duration::hours(1), None),
+            now,
+        )
+        .await
+        .unwrap();
+    let one = db
+        .store
+        .claim(&limits(100, 10), "x", now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 10, "limit lifted");
+}
+
+async fn stale_statuses(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    let lead = claim_one(db.store.as_ref(), now).await.unwrap();
+    let a = db
+        .store
+        .begin_attempt(
+            &lead,
+            "sim",
+            None,
+            &[],
+            now + Duration::minutes(2),
+            now + Duration::hours(2),
+            now,
+        )
+        .await
+        .unwrap()
+        .into_attempt()
+        .unwrap();
+    db.store
+        .attempt_placed(&a, "c-9", "QUEUED", now + Duration::minutes(40), now)
+        .await
+        .unwrap();
+    let live = CallStatus {
+        provider_status: "ONGOING".into(),
+        status_at: Some(now + Duration::seconds(10)),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store.settle(&a.id, &live, None, now).await.unwrap(),
+        Settled::Applied
+    );
+    let end = now + Duration::minutes(3);
+    let done = CallStatus {
+        provider_status: "COMPLETED".into(),
+        outcome: Some(Outcome::Completed),
+        status_at: Some(end),
+        summary: Some("Booked a demo".into()),
+        ..Default::default()
+    };
+    let fin = LeadNext::finished(LeadStatus::Completed, "completed");
+    assert_eq!(
+        db.store
+            .settle(&a.id, &done, Some(&fin), end)
+            .await
+            .unwrap(),
+        Settled::Applied
+    );
+    assert_eq!(
+        db.store
+            .settle(&a.id, &done, Some(&fin), end)
+            .await
+            .unwrap(),
+        Settled::Stale,
+        "duplicate"
+    );
+    assert_eq!(
+        db.store.settle(&a.id, &live, None, end).await.unwrap(),
+        Settled::Stale,
+        "older live status after the end"
+    );
+    let failed = CallStatus {
+        provider_status: "FAILED".into(),
+        outcome: Some(Outcome::Failed),
+        status_at: Some(end + Duration::seconds(5)),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store
+            .settle(
+                &a.id,
+                &failed,
+                Some(&LeadNext::finished(LeadStatus::Exhausted, "failed")),
+                end
+            )
+            .await
+            .unwrap(),
+        Settled::Stale,
+        "a final status is never replaced"
+    );
+    let rows = db
+        .rows("SELECT state, outcome, provider_status, summary FROM call_attempts")
+        .await;
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("ended".into()),
+            Some("completed".into()),
+            Some("COMPLETED".into()),
+            Some("Booked a demo".into())
+        ]
+    );
+    assert_eq!(
+        db.rows("SELECT status FROM leads").await[0][0].as_deref(),
+        Some("completed")
+    );
+}
+
+async fn import_duplicates(db: TestDb) {
+    setup(&db, 10).await;
+    let c = db.store.insert_leads("c1", &leads(15), t0()).await.unwrap();
+    assert_eq!((c.imported, c.duplicates), (5, 10));
+    assert_eq!(db.scalar("SELECT count(*) FROM leads").await, 15);
+}
+
+async fn plain_sql(db: TestDb) {
+    setup(&db, 0).await;
+    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+12127360001')")
+        .await;
+    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+12127360002')")
+        .await;
+    db.exec("UPDATE leads SET status = 'canceled' WHERE phone = '+12127360002'")
+        .await;
+    // Inserted "now" by the database clock: due from then on.
+    let later = Utc::now() + Duration::seconds(5);
+    let got = db
+        .store
+        .claim(&limits(100, 10), "me", later, later + Duration::minutes(5))
+        .await
+        .unwrap();
+    let phones: Vec<_> = got.iter().map(|c| c.lead.phone.as_str()).collect();
+    assert_eq!(phones, ["+12127360001"]);
+    assert_eq!(got[0].lead.attempts, 0);
+    assert!(got[0].lead.variables.is_empty());
+}
+
+async fn removed_campaign(db: TestDb) {
+    setup(&db, 1).await;
+    db.store
+        .sync_campaigns(
+            &[CampaignRow {
+                id: "c2".into(),
+                provider: "sim".into(),
+                paused: true,
+                config_hash: "x".into(),
+            }],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM campaigns WHERE removed_at IS NOT NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.store.campaign_ids().await.unwrap(),
+        vec!["c1".to_string(), "c2".to_string()]
+    );
+}
+
+/// Claims the one lead and commits its attempt, placed with call id `c-1`.
+async fn live_call(db: &TestDb, now: DateTime<Utc>) -> (ClaimedLead, dialer::domain::Attempt) {
+    let lead = claim_one(db.store.as_ref(), now).await.expect("due lead");
+    let a = db
+        .store
+        .begin_attempt(
+            &lead,
+            "sim",
+            None,
+            &[],
+            now + Duration::minutes(2),
+            now + Duration::hours(2),
+            now,
+        )
+        .await
+        .unwrap()
+        .into_attempt()
+        .unwrap();
+    db.store
+        .attempt_placed(&a, "c-1", "QUEUED", now + Duration::minutes(35), now)
+        .await
+        .unwrap();
+    (lead, a)
+}
+
+fn ended(outcome: Outcome, at: Option<DateTime<Utc>>) -> CallStatus {
+    CallStatus {
+        provider_status: "COMPLETED".into(),
+        outcome: Some(outcome),
+        status_at: at,
+        ..Default::default()
+    }
+}
+
+async fn reopened_while_live(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    live_call(&db, now).await;
+    // The CRM reopens the lead, due at once, while its call is live.
+    db.exec("UPDATE leads SET status = 'pending', next_attempt_at = '2026-12-01T15:00:00Z'")
+        .await;
+    for later in [
+        Duration::seconds(1),
+        Duration::minutes(10),
+        Duration::hours(3),
+    ] {
+        assert!(
+            claim_one(db.store.as_ref(), now + later).await.is_none(),
+            "claimed {later} later while its call was live"
+        );
+    }
+    // Once the call ends, the reopened lead is due as the CRM asked.
+    let end = now + Duration::minutes(4);
+    db.store
+        .settle(
+            &db_attempt_id(&db).await,
+            &ended(Outcome::NoAnswer, None),
+            Some(&LeadNext::pending(
+                end + Duration::hours(2),
+                Some("no_answer".into()),
+            )),
+            end,
+        )
+        .await
+        .unwrap();
+    let again = claim_one(db.store.as_ref(), end)
+        .await
+        .expect("claimable once the call ended");
+    assert_eq!(again.attempt, 2);
+}
+
+async fn db_attempt_id(db: &TestDb) -> String {
+    db.rows("SELECT id FROM call_attempts ORDER BY attempt DESC")
+        .await[0][0]
+        .clone()
+        .unwrap()
+}
+
+async fn other_writer_kept(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    let (_, a) = live_call(&db, now).await;
+    // A callback scheduled by the CRM during the call.
+    db.exec("UPDATE leads SET status = 'pending', next_attempt_at = '2026-12-02T16:00:00Z'")
+        .await;
+    let end = now + Duration::minutes(3);
+    assert_eq!(
+        db.store
+            .settle(
+                &a.id,
+                &ended(Outcome::Completed, Some(end)),
+                Some(&LeadNext::finished(LeadStatus::Completed, "completed")),
+                end,
+            )
+            .await
+            .unwrap(),
+        Settled::Applied,
+        "the attempt is still recorded"
+    );
+    assert_eq!(
+        db.rows("SELECT state, outcome FROM call_attempts").await[0],
+        vec![Some("ended".into()), Some("completed".into())]
+    );
+    let lead = db
+        .store
+        .find_lead("c1", "+12127360000")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        lead.status,
+        LeadStatus::Pending,
+        "the CRM's callback is kept"
+    );
+    assert_eq!(
+        lead.next_attempt_at,
+        Some("2026-12-02T16:00:00Z".parse().unwrap())
+    );
+    // A lead stopped by the CRM during a call stays stopped.
+    let db2 = db;
+    db2.exec("UPDATE leads SET status = 'canceled'").await;
+    assert!(!db2
+        .store
+        .attempt_unknown(&a.id, "x", &LeadNext::pending(end, None), end)
+        .await
+        .unwrap());
+    assert_eq!(
+        db2.rows("SELECT status FROM leads").await[0][0].as_deref(),
+        Some("canceled")
+    );
+}
+
+async fn late_real_end(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    let (_, a) = live_call(&db, now).await;
+    // The call outlives max_call_duration: reconciled as unknown.
+    let later = now + Duration::minutes(31);
+    let unknown_due = later + Duration::hours(2);
+    assert!(db
+        .store
+        .attempt_unknown(
+            &a.id,
+            "no final status within max_call_duration",
+            &LeadNext::pending(unknown_due, Some("unknown".into())),
+            later,
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        db.rows("SELECT state FROM call_attempts").await[0][0].as_deref(),
+        Some("unknown"),
+        "still open to evidence"
+    );
+    // The real end arrives later (a redelivered webhook, a late poll), with
+    // a provider time older than our reconciliation.
+    let real = ended(Outcome::Completed, Some(now + Duration::minutes(2)));
+    assert_eq!(
+        db.store
+            .settle(
+                &a.id,
+                &real,
+                Some(&LeadNext::finished(LeadStatus::Completed, "completed")),
+                later + Duration::minutes(1),
+            )
+            .await
+            .unwrap(),
+        Settled::Applied
+    );
+    assert_eq!(
+        db.rows("SELECT l.status, a.state, a.outcome FROM leads l JOIN call_attempts a ON a.lead_id = l.id")
+            .await[0],
+        vec![Some("completed".into()), Some("ended".into()), Some("completed".into())]
+    );
+    assert!(claim_one(db.store.as_ref(), unknown_due).await.is_none());
+    // A second real end never replaces the first.
+    assert_eq!(
+        db.store
+            .settle(&a.id, &ended(Outcome::Failed, None), None, later)
+            .await
+            .unwrap(),
+        Settled::Stale
+    );
+}
+
+async fn provider_clock_only(db: TestDb) {
+    setup(&db, 1).await;
+    // Our clock is 10 s ahead of the provider's: the call ended at the
+    // provider before our clock's time of the place answer.
+    let ours = t0();
+    let (_, a) = live_call(&db, ours).await;
+    let theirs = ours - Duration::seconds(10);
+    let live = CallStatus {
+        provider_status: "ONGOING".into(),
+        status_at: Some(theirs - Duration::seconds(1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store.settle(&a.id, &live, None, ours).await.unwrap(),
+        Settled::Applied
+    );
+    let older = CallStatus {
+        provider_status: "QUEUED".into(),
+        status_at: Some(theirs - Duration::seconds(5)),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store.settle(&a.id, &older, None, ours).await.unwrap(),
+        Settled::Stale,
+        "an older live status by the provider's clock"
+    );
+    assert_eq!(
+        db.store
+            .settle(
+                &a.id,
+                &ended(Outcome::Completed, Some(theirs)),
+                Some(&LeadNext::finished(LeadStatus::Completed, "completed")),
+                ours,
+            )
+            .await
+            .unwrap(),
+        Settled::Applied,
+        "an end stamped before our clock's place answer still applies"
+    );
+    assert_eq!(
+        db.rows("SELECT status FROM leads").await[0][0].as_deref(),
+        Some("completed")
+    );
+}
+
+async fn due_rounds_up(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    let lead = claim_one(db.store.as_ref(), now).await.unwrap();
+    let due = now + Duration::milliseconds(2_300);
+    db.store
+        .release(&lead, &LeadNext::pending(due, None), now)
+        .await
+        .unwrap();
+    let lead = db
+        .store
+        .find_lead("c1", "+12127360000")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        lead.next_attempt_at,
+        Some(now + Duration::seconds(3)),
+        "a due time is never early"
+    );
+    assert!(
+        claim_one(db.store.as_ref(), now + Duration::milliseconds(2_900))
+            .await
+            .is_none()
+    );
+}
+
+async fn unusable_rows(db: TestDb) {
+    setup(&db, 2).await;
+    db.exec("UPDATE leads SET next_attempt_at = NULL WHERE phone = '+12127360001'")
+        .await;
+    db.exec("INSERT INTO leads (campaign_id, phone) VALUES ('nobody', '+12127369999')")
+        .await;
+    let rows = db.store.unusable_leads(100).await.unwrap();
+    let whys: Vec<_> = rows
+        .iter()
+        .map(|r| (r.campaign_id.as_str(), r.why))
+        .collect();
+    assert_eq!(
+        whys,
+        vec![
+            ("c1", dialer::store::Unusable::NoDueTime),
+            ("nobody", dialer::store::Unusable::UnknownCampaign)
+        ]
+    );
+    assert_eq!(db.store.campaign_stats("c1").await.unwrap().unusable, 1);
+}
+
+/// Other systems write SQLite times in the forms SQLite's own functions
+/// produce; the daemon compares due times as RFC 3339 text.
+#[tokio::test]
+async fn sqlite_due_times_in_any_sqlite_form_are_read_right() {
+    let db = crate::support::sqlite().await;
+    setup(&db, 5).await;
+    let now = t0(); // 2026-12-01T15:00:00Z
+    for (phone, sql) in [
+        ("+12127360000", "datetime('2026-12-01 15:00:00', '+1 hour')"),
+        ("+12127360001", "'2026-12-01 15:00:00.25'"),
+        ("+12127360002", "'2026-12-01T17:00:00+01:00'"),
+        ("+12127360003", "unixepoch('2026-12-01 16:30:00')"),
+    ] {
+        db.exec(&format!(
+            "UPDATE leads SET next_attempt_at = {sql} WHERE phone = '{phone}'"
+        ))
+        .await;
+    }
+    db.exec("INSERT INTO leads (campaign_id, phone, next_attempt_at) VALUES ('c1', '+12127360099', '2026-12-01 14:00:00')")
+        .await;
+    let stored = db
+        .rows("SELECT phone, next_attempt_at FROM leads ORDER BY phone")
+        .await;
+    let stored: Vec<(String, String)> = stored
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![
+            ("+12127360000".into(), "2026-12-01T16:00:00Z".into()),
+            ("+12127360001".into(), "2026-12-01T15:00:01Z".into()),
+            ("+12127360002".into(), "2026-12-01T16:00:00Z".into()),
+            ("+12127360003".into(), "2026-12-01T16:30:00Z".into()),
+            ("+12127360004".into(), "2026-12-01T15:00:00Z".into()),
+            ("+12127360099".into(), "2026-12-01T14:00:00Z".into()),
+        ]
+    );
+    // Only the leads due by then are claimed.
+    let got = db
+        .store
+        .claim(&limits(100, 100), "me", now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    let phones: HashSet<_> = got.iter().map(|l| l.lead.phone.as_str()).collect();
+    assert_eq!(phones, HashSet::from(["+12127360004", "+12127360099"]));
+}
+
+/// The number both campaigns below call.
+const SHARED: &str = "+12127369999";
+
+/// Two campaigns holding a lead each for one number, as two daemons would
+/// after their claims.
+async fn two_campaigns_one_number(db: &TestDb, now: DateTime<Utc>) -> (ClaimedLead, ClaimedLead) {
+    let rows: Vec<CampaignRow> = ["c1", "c2"]
+        .iter()
+        .map(|id| CampaignRow {
+            id: id.to_string(),
+            provider: "sim".into(),
+            paused: false,
+            config_hash: "h".into(),
+        })
+        .collect();
+    db.store.sync_campaigns(&rows, now).await.unwrap();
+    let lead = NewLead {
+        phone: SHARED.into(),
+        name: None,
+        timezone: None,
+        variables: Map::new(),
+    };
+    let mut held = Vec::new();
+    for id in ["c1", "c2"] {
+        db.store
+            .insert_leads(id, std::slice::from_ref(&lead), now)
+            .await
+            .unwrap();
+        let limits = ClaimLimits {
+            campaign_id: id.into(),
+            ..limits(100, 1)
+        };
+        let claimed = db
+            .store
+            .claim(&limits, id, now, now + Duration::minutes(5))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "{id} claims its lead");
+        held.extend(claimed);
+    }
+    let second = held.pop().unwrap();
+    (held.pop().unwrap(), second)
+}
+
+/// Commits the attempt of a claimed lead, with at most one counted attempt
+/// to its number per rolling day.
+async fn begin_capped(store: &dyn Store, lead: &ClaimedLead, now: DateTime<Utc>) -> Begun {
+    store
+        .begin_attempt(
+            lead,
+            "sim",
+            None,
+            &[(Duration::hours(24), 1)],
+            now + Duration::minutes(2),
+            now + Duration::hours(2),
+            now,
+        )
+        .await
+        .unwrap()
+}
+
+async fn counted_to_shared(db: &TestDb) -> i64 {
+    db.scalar(&format!(
+        "SELECT count(*) FROM call_attempts WHERE to_number = '{SHARED}' AND state <> 'not_placed'"
+    ))
+    .await
+}
+
+async fn shared_number_cap(db: TestDb) {
+    let now = t0();
+    let (a, b) = two_campaigns_one_number(&db, now).await;
+    // Two daemons: separate handles on the same database.
+    let one = dialer::store::connect(&db.url, 2).await.unwrap();
+    let two = dialer::store::connect(&db.url, 2).await.unwrap();
+    let (x, y) = tokio::join!(
+        begin_capped(one.as_ref(), &a, now),
+        begin_capped(two.as_ref(), &b, now)
+    );
+    assert_eq!(
+        counted_to_shared(&db).await,
+        1,
+        "{}: attempts committed to one number with a cap of 1 a day ({x:?}, {y:?})",
+        db.backend()
+    );
+    let (won, lost) = match (&x, &y) {
+        (Begun::Attempt(_), Begun::Capped) => (&a, &b),
+        (Begun::Capped, Begun::Attempt(_)) => (&b, &a),
+        other => panic!(
+            "{}: one attempt and one refusal expected, got {other:?}",
+            db.backend()
+        ),
+    };
+    // The refused lead is still held by its claimer, untouched: no lease
+    // extension, no due time moved, no attempt counted.
+    let rows = db
+        .rows(&format!(
+            "SELECT status, lease_owner, CAST(attempts AS TEXT), last_attempt_at FROM leads WHERE id = {}",
+            lost.lead.id
+        ))
+        .await;
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("in_progress".into()),
+            Some(lost.lease_owner.clone()),
+            Some("0".into()),
+            None
+        ]
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT attempts FROM leads WHERE id = {}",
+            won.lead.id
+        ))
+        .await,
+        1
+    );
+    // A daemon whose instant was taken before the committed attempt's (it
+    // waited for the lock meanwhile) still counts that attempt.
+    assert_eq!(
+        begin_capped(db.store.as_ref(), lost, now - Duration::seconds(5)).await,
+        Begun::Capped
+    );
+    // Still capped a second before the call leaves the rolling day, and
+    // free at that instant.
+    let day = Duration::hours(24);
+    assert_eq!(
+        begin_capped(db.store.as_ref(), lost, now + day - Duration::seconds(1)).await,
+        Begun::Capped
+    );
+    assert_eq!(counted_to_shared(&db).await, 1);
+    assert!(matches!(
+        begin_capped(db.store.as_ref(), lost, now + day).await,
+        Begun::Attempt(_)
+    ));
+    assert_eq!(counted_to_shared(&db).await, 2);
+}
+
+/// Both campaigns below, differing only by id: every lead may be retried at
+/// once, but not within a day of the last call to its number.
+fn capped_campaign(id: &str) -> String {
+    format!(
+        r#"
+id = "{id}"
+provider = "revring"
+agent_id = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+from_numbers = ["+15551230001"]
+timezone = "America/New_York"
+[pacing]
+calls_per_minute = 6000
+burst = 20
+max_concurrent = 40
+[retry]
+max_attempts = 3
+[retry.after]
+default = "1s"
+[compliance]
+local_hours = "off"
+max_attempts_per_day = 1
+"#
+    )
+}
+
+/// The whole daemon, two campaigns on the same 40 numbers racing through
+/// them: the provider sees each number once, and every lead (the one called
+/// and the one refused) waits until that call leaves the rolling day.
+async fn shared_numbers_daemon(db: TestDb) {
+    use crate::support::fake_revring::{Behaviour, End, FakeRevRing};
+    use std::collections::HashMap;
+
+    const KEY: &str = "rr_test_key";
+    let phones: Vec<String> = (0..40).map(|i| format!("+1212555{:04}", i)).collect();
+    let (fake, fake_url) = FakeRevRing::start(KEY, |_| Behaviour::Answer {
+        ms: 50,
+        end: End::NoAnswer,
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), KEY).unwrap();
+    let daemon_toml = format!(
+        r#"
+campaigns_dir = "campaigns"
+[database]
+url = "{}"
+[log]
+level = "warn"
+[providers.revring]
+kind = "revring"
+base_url = "{fake_url}"
+api_key_file = "key"
+requests_per_minute = 60000
+max_concurrent_calls = 100
+request_timeout = "2s"
+poll_interval = "1s"
+"#,
+        db.url
+    );
+    let (c1, c2) = (capped_campaign("c1"), capped_campaign("c2"));
+    let loaded = crate::support::write_config(
+        dir.path(),
+        &daemon_toml,
+        &[("c1.toml", c1.as_str()), ("c2.toml", c2.as_str())],
+    );
+    let clock = dialer::clock::Clock::system();
+    dialer::daemon::sync_campaign_rows(db.store.as_ref(), &loaded.campaigns, clock.now())
+        .await
+        .unwrap();
+    let leads: Vec<NewLead> = phones
+        .iter()
+        .map(|p| NewLead {
+            phone: p.clone(),
+            name: None,
+            timezone: None,
+            variables: Map::new(),
+        })
+        .collect();
+    for id in ["c1", "c2"] {
+        db.store
+            .insert_leads(id, &leads, clock.now())
+            .await
+            .unwrap();
+    }
+    let daemon = dialer::daemon::Daemon::new(db.store.clone(), clock.clone(), &loaded).unwrap();
+    daemon.set_campaigns(&loaded.campaigns).await.unwrap();
+    let running = dialer::engine::start(daemon, None);
+    let started = std::time::Instant::now();
+    let waiting = |rows: &[Vec<Option<String>>]| {
+        let later = Utc::now() + Duration::hours(1);
+        rows.iter()
+            .filter(|r| {
+                r[1].as_deref() == Some("pending")
+                    && r[2]
+                        .as_deref()
+                        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+                        .is_some_and(|t| t > later)
+            })
+            .count()
+    };
+    let query =
+        "SELECT phone, status, next_attempt_at, campaign_id FROM leads ORDER BY phone, campaign_id";
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if waiting(&db.rows(query).await) == 80 {
+            break;
+        }
+    }
+    running.stop(std::time::Duration::from_secs(5)).await;
+
+    let mut accepted: HashMap<String, usize> = HashMap::new();
+    for r in fake.requests() {
+        if r.answered == 201 {
+            *accepted.entry(r.to.clone()).or_default() += 1;
+        }
+    }
+    let over: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        over.is_empty(),
+        "{}: numbers called more than once in a day with a cap of 1: {over:?}",
+        db.backend()
+    );
+    assert_eq!(accepted.len(), 40, "every number is called once");
+
+    let requested: HashMap<String, DateTime<Utc>> = db
+        .rows("SELECT to_number, requested_at FROM call_attempts WHERE state <> 'not_placed'")
+        .await
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone().unwrap(),
+                r[1].as_deref().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let rows = db.rows(query).await;
+    assert_eq!(rows.len(), 80);
+    for r in &rows {
+        let phone = r[0].as_deref().unwrap();
+        let called = requested[phone];
+        assert_eq!(
+            (r[1].as_deref(), r[2].as_deref()),
+            (
+                Some("pending"),
+                Some(dialer::domain::rfc3339(called + Duration::hours(24)).as_str())
+            ),
+            "{}: lead {phone} of {:?}, called at {called}",
+            db.backend(),
+            r[3]
+        );
+    }
+}
+
+/// Two daemons polling one provider: an open attempt taken by one is not
+/// polled by the other until the first one's turn has run out.
+async fn poll_split(db: TestDb) {
+    setup(&db, 1).await;
+    let now = t0();
+    let (_, a) = live_call(&db, now).await;
+    let ids = vec![a.id.clone()];
+    let us = |t: DateTime<Utc>| t.timestamp_micros();
+    let first = db
+        .store
+        .take_polls(&ids, us(now), us(now + Duration::seconds(10)))
+        .await
+        .unwrap();
+    assert_eq!(first, ids, "the first daemon takes the open attempt");
+    let second = db
+        .store
+        .take_polls(
+            &ids,
+            us(now + Duration::seconds(5)),
+            us(now + Duration::seconds(15)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        second.is_empty(),
+        "taken by the second daemon while the first holds it"
+    );
+    let later = db
+        .store
+        .take_polls(
+            &ids,
+            us(now + Duration::seconds(10)),
+            us(now + Duration::seconds(20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        later, ids,
+        "free again once the first daemon's turn ran out"
+    );
+}
