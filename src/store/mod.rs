@@ -314,6 +314,14 @@ pub trait Store: Send + Sync {
     async fn add_dnc(&self, phones: &[String], reason: &str, now: DateTime<Utc>) -> Result<u64>;
     async fn is_dnc(&self, phone: &str) -> Result<bool>;
 
+    /// The database's plan for each query on the dispatch hot path (the
+    /// claim, due times, per-number counts, DNC, status lookups), as text,
+    /// by name. On PostgreSQL sequential scans are disabled for the look,
+    /// so a plan that still scans a table has no index to use; the test of
+    /// the plans fails on a scan of `leads` or `call_attempts`, and on a
+    /// sort in the claim.
+    async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<(&'static str, String)>>;
+
     async fn campaign_stats(&self, campaign_id: &str) -> Result<CampaignStats>;
 
     /// Ids of campaigns known to the database (including removed ones).

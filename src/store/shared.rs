@@ -49,6 +49,32 @@ pub(super) const AS_LEFT: &str = "leads.status = leads.daemon_status \
 pub(super) const HAS_OPEN_CALL: &str = "EXISTS (SELECT 1 FROM call_attempts o \
     WHERE o.lead_id = leads.id AND o.state IN ('sending', 'placed'))";
 
+/// The hot path's read queries, named so that `hot_query_plans` explains
+/// exactly the text the store runs.
+pub(super) const NEXT_DUE_SQL: &str =
+    "SELECT min(next_attempt_at) AS t FROM leads WHERE campaign_id = $1 AND status = 'pending'";
+pub(super) const RECENT_ATTEMPTS_SQL: &str = "SELECT requested_at FROM call_attempts
+      WHERE to_number = $1 AND requested_at >= $2 AND state <> 'not_placed'
+      ORDER BY requested_at";
+pub(super) const NUMBER_ATTEMPTS_SQL: &str = "SELECT count(*) FROM call_attempts
+      WHERE to_number = $1 AND state <> 'not_placed' AND requested_at > $2";
+pub(super) const IS_DNC_SQL: &str = "SELECT count(*) FROM dnc WHERE phone = $1";
+
+pub(super) fn find_attempt_sql() -> String {
+    format!(
+        "SELECT {ATTEMPT_COLS}, {LEAD_COLS} FROM call_attempts a JOIN leads l ON l.id = a.lead_id
+          WHERE a.provider = $1 AND (a.id = $2 OR a.provider_call_id = $3) LIMIT 1"
+    )
+}
+
+pub(super) fn open_attempts_sql() -> String {
+    format!(
+        "SELECT {ATTEMPT_COLS}, {LEAD_COLS} FROM call_attempts a JOIN leads l ON l.id = a.lead_id
+          WHERE a.provider = $1 AND a.state IN ('sending', 'placed', 'unknown')
+          ORDER BY CASE WHEN a.state = 'unknown' THEN 1 ELSE 0 END, a.requested_at LIMIT $2"
+    )
+}
+
 use super::Result;
 use crate::domain::{ClaimedLead, Lead};
 use chrono::{DateTime, Utc};
@@ -289,9 +315,7 @@ macro_rules! store_impl {
             }
 
             async fn next_due(&self, campaign_id: &str) -> Result<Option<DateTime<Utc>>> {
-                let row = sqlx::query(
-                    "SELECT min(next_attempt_at) AS t FROM leads WHERE campaign_id = $1 AND status = 'pending'",
-                )
+                let row = sqlx::query(NEXT_DUE_SQL)
                 .bind(campaign_id)
                 .fetch_one(&self.pool)
                 .await?;
@@ -357,10 +381,7 @@ macro_rules! store_impl {
                     // No upper bound at `now`: an attempt committed while this
                     // one waited for the lock may carry a later instant, and
                     // it counts all the same.
-                    let counted: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM call_attempts
-                          WHERE to_number = $1 AND state <> 'not_placed' AND requested_at > $2",
-                    )
+                    let counted: i64 = sqlx::query_scalar(NUMBER_ATTEMPTS_SQL)
                     .bind(&lead.lead.phone)
                     .bind(ts(now - *period))
                     .fetch_one(&mut *tx)
@@ -607,11 +628,7 @@ macro_rules! store_impl {
                 attempt_id: Option<&str>,
                 provider_call_id: Option<&str>,
             ) -> Result<Option<OpenAttempt>> {
-                let sql = format!(
-                    "SELECT {ATTEMPT_COLS}, {LEAD_COLS} FROM call_attempts a JOIN leads l ON l.id = a.lead_id
-                      WHERE a.provider = $1 AND (a.id = $2 OR a.provider_call_id = $3) LIMIT 1"
-                );
-                let row = sqlx::query(&sql)
+                let row = sqlx::query(&find_attempt_sql())
                     .bind(provider)
                     .bind(attempt_id)
                     .bind(provider_call_id)
@@ -621,12 +638,7 @@ macro_rules! store_impl {
             }
 
             async fn open_attempts(&self, provider: &str, limit: i64) -> Result<Vec<OpenAttempt>> {
-                let sql = format!(
-                    "SELECT {ATTEMPT_COLS}, {LEAD_COLS} FROM call_attempts a JOIN leads l ON l.id = a.lead_id
-                      WHERE a.provider = $1 AND a.state IN ('sending', 'placed', 'unknown')
-                      ORDER BY CASE WHEN a.state = 'unknown' THEN 1 ELSE 0 END, a.requested_at LIMIT $2"
-                );
-                let rows = sqlx::query(&sql)
+                let rows = sqlx::query(&open_attempts_sql())
                     .bind(provider)
                     .bind(limit)
                     .fetch_all(&self.pool)
@@ -660,11 +672,7 @@ macro_rules! store_impl {
                 phone: &str,
                 since: DateTime<Utc>,
             ) -> Result<Vec<DateTime<Utc>>> {
-                let rows = sqlx::query(
-                    "SELECT requested_at FROM call_attempts
-                      WHERE to_number = $1 AND requested_at >= $2 AND state <> 'not_placed'
-                      ORDER BY requested_at",
-                )
+                let rows = sqlx::query(RECENT_ATTEMPTS_SQL)
                 .bind(phone)
                 .bind(ts(since))
                 .fetch_all(&self.pool)
@@ -703,11 +711,57 @@ macro_rules! store_impl {
             }
 
             async fn is_dnc(&self, phone: &str) -> Result<bool> {
-                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dnc WHERE phone = $1")
+                let n: i64 = sqlx::query_scalar(IS_DNC_SQL)
                     .bind(phone)
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(n > 0)
+            }
+
+            async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<(&'static str, String)>> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(setup) = PLAN_SETUP {
+                    sqlx::query(setup).execute(&mut *tx).await?;
+                }
+                let (t, phone) = (ts(now), "+12125550100");
+                let mut plans = Vec::new();
+                let claim = format!("{EXPLAIN}{}", claim_sql());
+                let rows = sqlx::query(&claim)
+                    .bind("plan")
+                    .bind(due(now))
+                    .bind(&t)
+                    .bind("plan")
+                    .bind(100_i64)
+                    .bind(100_i64)
+                    .bind(100_i64)
+                    .bind("plan")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("claim", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{NEXT_DUE_SQL}");
+                let rows = sqlx::query(&sql).bind("plan").fetch_all(&mut *tx).await?;
+                plans.push(("next_due", plan_text(&rows)?));
+                for (name, sql) in [("recent_attempts", RECENT_ATTEMPTS_SQL), ("number_attempts", NUMBER_ATTEMPTS_SQL)] {
+                    let sql = format!("{EXPLAIN}{sql}");
+                    let rows = sqlx::query(&sql).bind(phone).bind(&t).fetch_all(&mut *tx).await?;
+                    plans.push((name, plan_text(&rows)?));
+                }
+                let sql = format!("{EXPLAIN}{IS_DNC_SQL}");
+                let rows = sqlx::query(&sql).bind(phone).fetch_all(&mut *tx).await?;
+                plans.push(("is_dnc", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{}", find_attempt_sql());
+                let rows = sqlx::query(&sql)
+                    .bind("plan")
+                    .bind(Some("plan"))
+                    .bind(Some("plan"))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("find_attempt", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{}", open_attempts_sql());
+                let rows = sqlx::query(&sql).bind("plan").bind(100_i64).fetch_all(&mut *tx).await?;
+                plans.push(("open_attempts", plan_text(&rows)?));
+                tx.rollback().await?;
+                Ok(plans)
             }
 
             async fn campaign_stats(&self, campaign_id: &str) -> Result<CampaignStats> {

@@ -19,6 +19,7 @@ mod limits;
 mod live_page;
 mod metrics;
 mod pacing;
+mod plans;
 mod provider_elemente;
 mod provider_revring;
 mod provider_voicedock;

@@ -1,0 +1,185 @@
+//! The claim's order and the hot path's query plans, on both backends: the
+//! claim hands leads over highest priority first, then longest due, then
+//! oldest, and every hot query reads `leads` and `call_attempts` through an
+//! index (no table scan, and no sort of the due leads in the claim).
+
+use crate::support::TestDb;
+use chrono::{DateTime, Duration, Utc};
+use dialer::store::{CampaignRow, ClaimLimits, NewLead};
+use serde_json::Map;
+
+fn t0() -> DateTime<Utc> {
+    "2026-12-01T15:00:00Z".parse().unwrap()
+}
+
+fn at(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+async fn setup(db: &TestDb, n: usize) {
+    db.store
+        .sync_campaigns(
+            &[CampaignRow {
+                id: "c1".into(),
+                provider: "sim".into(),
+                paused: false,
+                config_hash: "h".into(),
+            }],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let leads: Vec<NewLead> = (0..n)
+        .map(|i| NewLead {
+            phone: format!("+1212736{i:04}"),
+            name: None,
+            timezone: None,
+            variables: Map::new(),
+        })
+        .collect();
+    db.store.insert_leads("c1", &leads, t0()).await.unwrap();
+}
+
+on_both_backends! {
+    claim_takes_priority_then_longest_due_then_oldest => claim_order;
+    hot_queries_read_leads_and_attempts_through_indexes => hot_plans;
+}
+
+async fn claim_order(db: TestDb) {
+    setup(&db, 40).await;
+    let ids: Vec<i64> = db
+        .rows("SELECT CAST(id AS TEXT) FROM leads ORDER BY id")
+        .await
+        .into_iter()
+        .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+        .collect();
+    // (id, priority, due, claimable)
+    let mut expected = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let priority = (i % 3) as i64;
+        // Due times spread over the last hour, several leads sharing one.
+        let due = t0() - Duration::minutes((i as i64 * 7) % 5 * 10);
+        let (status, lease, due, claimable) = match i {
+            // Not due yet, highest priority: never taken.
+            3 | 6 => ("pending", None, t0() + Duration::hours(1), false),
+            // In progress under a live lease: not taken.
+            9 => ("in_progress", Some(t0() + Duration::minutes(5)), due, false),
+            // In progress under a lease that ran out (a dead daemon): taken,
+            // in its place in the order.
+            12 | 13 => ("in_progress", Some(t0() - Duration::minutes(1)), due, true),
+            _ => ("pending", None, due, true),
+        };
+        let lease = lease.map_or("NULL".into(), |l| format!("'{}'", at(l)));
+        db.exec(&format!(
+            "UPDATE leads SET priority = {priority}, status = '{status}', daemon_status = '{status}',
+                    next_attempt_at = '{d}', daemon_next_attempt_at = '{d}',
+                    lease_owner = CASE WHEN '{status}' = 'in_progress' THEN 'gone' END,
+                    lease_expires_at = {lease}
+              WHERE id = {id}",
+            d = at(due)
+        ))
+        .await;
+        if claimable {
+            expected.push((*id, priority, due));
+        }
+    }
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
+    let expected: Vec<i64> = expected.into_iter().map(|e| e.0).collect();
+
+    let limits = ClaimLimits {
+        campaign_id: "c1".into(),
+        provider: "sim".into(),
+        max_concurrent: 1_000,
+        provider_max_concurrent: 1_000,
+        batch: 7,
+    };
+    let mut got = Vec::new();
+    loop {
+        let batch = db
+            .store
+            .claim(&limits, "me", t0(), t0() + Duration::minutes(5))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 7);
+        got.extend(batch.into_iter().map(|c| c.lead.id));
+    }
+    assert_eq!(got, expected, "claim order on {}", db.backend());
+}
+
+/// A plan line that reads a whole table (or a whole index) of `leads` or
+/// `call_attempts`. The hot queries may scan only `campaigns` (a handful of
+/// rows; aliased `cp`) and `leads_in_progress`, the partial index of leads in
+/// progress, whose size the concurrency caps bound.
+fn scans_a_big_table(backend: &str, line: &str) -> bool {
+    let line = line.trim();
+    match backend {
+        "sqlite" => line.strip_prefix("SCAN ").is_some_and(|rest| {
+            !(rest.starts_with("cp")
+                || rest.starts_with('(')
+                || rest.starts_with("CONSTANT")
+                || rest.ends_with("INDEX leads_in_progress"))
+        }),
+        _ => line.contains("Seq Scan on leads") || line.contains("Seq Scan on call_attempts"),
+    }
+}
+
+fn sorts(backend: &str, line: &str) -> bool {
+    let line = line.trim().trim_start_matches("->").trim();
+    match backend {
+        "sqlite" => line.contains("TEMP B-TREE"),
+        _ => line.starts_with("Sort  (") || line.starts_with("Incremental Sort"),
+    }
+}
+
+async fn hot_plans(db: TestDb) {
+    // Enough rows, spread over priorities and due times, with attempts, for
+    // the planners' statistics to look like a real campaign's.
+    setup(&db, 5_000).await;
+    db.exec("UPDATE leads SET priority = id % 4").await;
+    db.exec(&format!(
+        "UPDATE leads SET next_attempt_at = '{t}', daemon_next_attempt_at = '{t}' WHERE id % 10 <> 0",
+        t = at(t0() + Duration::days(1))
+    ))
+    .await;
+    db.exec(
+        "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, provider_call_id, to_number, state, requested_at)
+         SELECT 'a' || CAST(id AS TEXT), id, campaign_id, 1, 'sim', 'call-' || CAST(id AS TEXT), phone, 'ended', '2026-12-01T14:00:00Z'
+           FROM leads",
+    )
+    .await;
+    db.exec("ANALYZE").await;
+
+    let plans = db.store.hot_query_plans(t0()).await.unwrap();
+    let names: Vec<&str> = plans.iter().map(|p| p.0).collect();
+    assert_eq!(
+        names,
+        [
+            "claim",
+            "next_due",
+            "recent_attempts",
+            "number_attempts",
+            "is_dnc",
+            "find_attempt",
+            "open_attempts"
+        ]
+    );
+    let backend = db.backend();
+    for (name, plan) in &plans {
+        assert!(
+            !plan.lines().any(|l| scans_a_big_table(backend, l)),
+            "{backend}: `{name}` scans a table:\n{plan}"
+        );
+    }
+    let claim = &plans[0].1;
+    assert!(
+        claim.contains("leads_claim"),
+        "{backend}: the claim does not use leads_claim:\n{claim}"
+    );
+    assert!(
+        !claim.lines().any(|l| sorts(backend, l)),
+        "{backend}: the claim sorts:\n{claim}"
+    );
+}
