@@ -302,6 +302,16 @@ pub trait Store: Send + Sync {
     /// held by the caller. Each open attempt is polled by one daemon at a time.
     async fn take_polls(&self, ids: &[String], now_us: i64, until_us: i64) -> Result<Vec<String>>;
 
+    /// What the rules need to know of each of `phones`, in two statements
+    /// for the whole set: whether it is on the do-not-call list, and its
+    /// counted attempts (every campaign) requested at or after `since`,
+    /// oldest first. A phone with neither is absent from the map.
+    async fn number_facts(
+        &self,
+        phones: &[&str],
+        since: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<String, NumberFacts>>;
+
     /// Counted attempts to a number across all campaigns since `since`.
     async fn recent_attempts(
         &self,
@@ -315,12 +325,16 @@ pub trait Store: Send + Sync {
     async fn is_dnc(&self, phone: &str) -> Result<bool>;
 
     /// The database's plan for each query on the dispatch hot path (the
-    /// claim, due times, per-number counts, DNC, status lookups), as text,
-    /// by name. On PostgreSQL sequential scans are disabled for the look,
+    /// claim of `campaign_id` as its leads stand, due times, per-number
+    /// counts, DNC, status lookups), as text, by name, the claim first. On PostgreSQL sequential scans are disabled for the look,
     /// so a plan that still scans a table has no index to use; the test of
     /// the plans fails on a scan of `leads` or `call_attempts`, and on a
     /// sort in the claim.
-    async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<(&'static str, String)>>;
+    async fn hot_query_plans(
+        &self,
+        campaign_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(&'static str, String)>>;
 
     async fn campaign_stats(&self, campaign_id: &str) -> Result<CampaignStats>;
 
@@ -357,6 +371,13 @@ pub trait Store: Send + Sync {
     /// Attempts whose call may be live (`sending`, `placed`), per provider,
     /// over every campaign and daemon.
     async fn live_calls_by_provider(&self) -> Result<BTreeMap<String, i64>>;
+}
+
+/// One number's facts for the rules, as `Store::number_facts` reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberFacts {
+    pub dnc: bool,
+    pub recent_attempts: Vec<DateTime<Utc>>,
 }
 
 /// What `Store::gauges` reads.

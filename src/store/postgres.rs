@@ -5,8 +5,9 @@
 //! whole seconds like SQLite's; JSON is `jsonb`.
 
 use super::shared::{
-    claimed, find_attempt_sql, open_attempts_sql, AS_LEFT, COUNTED, HAS_OPEN_CALL, IS_DNC_SQL,
-    LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL, RECENT_ATTEMPTS_SQL,
+    claimed, find_attempt_sql, open_attempts_sql, priority_levels, AS_LEFT, COUNTED,
+    DUE_PRIORITIES_SQL, HAS_OPEN_CALL, IS_DNC_SQL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    RECENT_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::ceil_second;
@@ -66,12 +67,31 @@ const CLAIM_LOCK: Option<&str> =
 const NUMBER_LOCK: Option<&str> =
     Some("SELECT pg_advisory_xact_lock(hashtext('dialer.number:' || $1))");
 
-fn claim_sql() -> String {
-    // `candidates` walks `leads_claim` in the claim's order, one index scan
-    // per status, merged (`Merge Append`): no sort of the due leads. `picked`
-    // then locks them, checking again each row's state as of the lock (a
-    // row another transaction changed meanwhile is read as it is now, and a
-    // row locked by one is skipped).
+fn claim_sql(levels: &[String]) -> String {
+    // `candidates`: one arm per priority level (see `priority_levels`), each
+    // an index range of `leads_claim` already in the claim's order, and one
+    // for leads in progress whose lease ran out, merged (`Merge Append`)
+    // up to the limit: no due lead is sorted and no lead due later is read.
+    // `picked` then locks them, checking again each row's state as of the
+    // lock (a row another transaction changed meanwhile is read as it is
+    // now, and a row locked by one is skipped).
+    let mut arms: Vec<String> = levels
+        .iter()
+        .map(|level| {
+            format!(
+                "(SELECT id, priority, next_attempt_at FROM leads
+                   WHERE campaign_id = $4 AND status = 'pending' AND {level}
+                     AND next_attempt_at <= $3 AND NOT {HAS_OPEN_CALL}
+                   ORDER BY priority DESC, next_attempt_at, id LIMIT (SELECT n FROM limits))"
+            )
+        })
+        .collect();
+    arms.push(format!(
+        "(SELECT id, priority, next_attempt_at FROM leads
+           WHERE campaign_id = $4 AND status = 'in_progress' AND next_attempt_at <= $3
+             AND lease_expires_at <= $3 AND NOT {HAS_OPEN_CALL}
+           ORDER BY priority DESC, next_attempt_at, id LIMIT (SELECT n FROM limits))"
+    ));
     format!(
         "WITH limits AS (
            SELECT greatest(0, least($5,
@@ -79,16 +99,9 @@ fn claim_sql() -> String {
              $7 - (SELECT count(*) FROM leads p JOIN campaigns cp ON cp.id = p.campaign_id
                     WHERE cp.provider = $8 AND p.status = 'in_progress' AND p.lease_expires_at > $3))) AS n
          ), candidates AS (
-           (SELECT id, priority, next_attempt_at FROM leads
-             WHERE campaign_id = $4 AND status = 'pending' AND next_attempt_at <= $3
-               AND NOT {HAS_OPEN_CALL}
-             ORDER BY priority DESC, next_attempt_at, id LIMIT (SELECT n FROM limits))
-           UNION ALL
-           (SELECT id, priority, next_attempt_at FROM leads
-             WHERE campaign_id = $4 AND status = 'in_progress' AND next_attempt_at <= $3
-               AND lease_expires_at <= $3 AND NOT {HAS_OPEN_CALL}
-             ORDER BY priority DESC, next_attempt_at, id LIMIT (SELECT n FROM limits))
-           ORDER BY priority DESC, next_attempt_at, id LIMIT (SELECT n FROM limits)
+           SELECT * FROM (
+           {}
+           ) arms ORDER BY priority DESC, next_attempt_at, id LIMIT (SELECT n FROM limits)
          ), picked AS (
            SELECT id FROM leads
             WHERE id IN (SELECT id FROM candidates) AND next_attempt_at <= $3
@@ -101,6 +114,7 @@ fn claim_sql() -> String {
                 lease_owner = $1, lease_expires_at = $2, updated_at = $3
            FROM picked WHERE leads.id = picked.id
          RETURNING {}, {COUNTED} + 1 AS next_attempt",
+        arms.join("\n           UNION ALL\n           "),
         LEAD_COLS.replace("l.", "leads.")
     )
 }

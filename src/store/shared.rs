@@ -8,7 +8,7 @@
 //! - `json(v)`: a JSON value to bind;
 //! - `NO_DUE`: SQL that is true for a lead whose `next_attempt_at` the
 //!   claim cannot compare (NULL, or on SQLite text in no time format);
-//! - `CLAIM_LOCK`, `claim_sql()`: the claim, the one query written per
+//! - `CLAIM_LOCK`, `claim_sql(levels)`: the claim, the one query written per
 //!   dialect (SQLite's single writer vs PostgreSQL's advisory lock and
 //!   `FOR UPDATE SKIP LOCKED`);
 //! - `NUMBER_LOCK`: what serialises `begin_attempt` per phone number (bound
@@ -48,6 +48,38 @@ pub(super) const AS_LEFT: &str = "leads.status = leads.daemon_status \
 /// is never claimed, whatever another system did to its status.
 pub(super) const HAS_OPEN_CALL: &str = "EXISTS (SELECT 1 FROM call_attempts o \
     WHERE o.lead_id = leads.id AND o.state IN ('sending', 'placed'))";
+
+/// Most priority levels a claim walks one by one; lower ones share one walk.
+pub(super) const CLAIM_LEVELS: usize = 16;
+
+/// The priority levels of a campaign's pending leads that have a lead due
+/// at `$2`, highest first (at most `CLAIM_LEVELS + 1`): one index seek per
+/// level, so a level whose leads are all due later costs the claim nothing.
+pub(super) const DUE_PRIORITIES_SQL: &str = "WITH RECURSIVE pr(p) AS (
+       SELECT (SELECT max(priority) FROM leads WHERE campaign_id = $1 AND status = 'pending')
+       UNION ALL
+       SELECT (SELECT max(priority) FROM leads
+                WHERE campaign_id = $1 AND status = 'pending' AND priority < pr.p)
+         FROM pr WHERE pr.p IS NOT NULL
+     )
+     SELECT CAST(p AS BIGINT) FROM pr
+      WHERE p IS NOT NULL AND EXISTS (SELECT 1 FROM leads
+        WHERE campaign_id = $1 AND status = 'pending' AND priority = pr.p AND next_attempt_at <= $2)
+      LIMIT 17";
+
+/// The claim's conditions on `priority` for its pending leads: one level
+/// each (an index range already in the claim's order), the rest together.
+pub(super) fn priority_levels(due: &[i64]) -> Vec<String> {
+    let mut levels: Vec<String> = due
+        .iter()
+        .take(CLAIM_LEVELS)
+        .map(|p| format!("priority = {p}"))
+        .collect();
+    if due.len() > CLAIM_LEVELS {
+        levels.push(format!("priority < {}", due[CLAIM_LEVELS - 1]));
+    }
+    levels
+}
 
 /// The hot path's read queries, named so that `hot_query_plans` explains
 /// exactly the text the store runs.
@@ -218,11 +250,19 @@ macro_rules! store_impl {
                 now: DateTime<Utc>,
                 lease_until: DateTime<Utc>,
             ) -> Result<Vec<ClaimedLead>> {
+                // Read before the claim's transaction: it only shapes the
+                // claim, which checks every lead again (a level that gains a
+                // due lead meanwhile is taken by the next claim).
+                let levels: Vec<i64> = sqlx::query_scalar(DUE_PRIORITIES_SQL)
+                    .bind(&limits.campaign_id)
+                    .bind(ts(now))
+                    .fetch_all(&self.pool)
+                    .await?;
                 let mut tx = self.pool.begin().await?;
                 if let Some(lock) = CLAIM_LOCK {
                     sqlx::query(lock).bind(&limits.provider).execute(&mut *tx).await?;
                 }
-                let rows = sqlx::query(&claim_sql())
+                let rows = sqlx::query(&claim_sql(&priority_levels(&levels)))
                     .bind(owner)
                     .bind(due(lease_until))
                     .bind(ts(now))
@@ -667,6 +707,47 @@ macro_rules! store_impl {
                 Ok(taken)
             }
 
+            async fn number_facts(
+                &self,
+                phones: &[&str],
+                since: DateTime<Utc>,
+            ) -> Result<std::collections::HashMap<String, NumberFacts>> {
+                let mut facts = std::collections::HashMap::<String, NumberFacts>::new();
+                for chunk in phones.chunks(500) {
+                    let list = |first: usize| {
+                        (first..first + chunk.len())
+                            .map(|i| format!("${i}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let sql = format!("SELECT phone FROM dnc WHERE phone IN ({})", list(1));
+                    let mut q = sqlx::query_scalar::<_, String>(&sql);
+                    for phone in chunk {
+                        q = q.bind(*phone);
+                    }
+                    for phone in q.fetch_all(&self.pool).await? {
+                        facts.entry(phone).or_default().dnc = true;
+                    }
+                    let sql = format!(
+                        "SELECT to_number, requested_at FROM call_attempts
+                          WHERE to_number IN ({}) AND requested_at >= $1 AND state <> 'not_placed'
+                          ORDER BY requested_at",
+                        list(2)
+                    );
+                    let mut q = sqlx::query(&sql).bind(ts(since));
+                    for phone in chunk {
+                        q = q.bind(*phone);
+                    }
+                    for row in q.fetch_all(&self.pool).await? {
+                        if let Some(at) = get_ts(&row, "requested_at")? {
+                            let phone: String = row.try_get("to_number")?;
+                            facts.entry(phone).or_default().recent_attempts.push(at);
+                        }
+                    }
+                }
+                Ok(facts)
+            }
+
             async fn recent_attempts(
                 &self,
                 phone: &str,
@@ -718,28 +799,40 @@ macro_rules! store_impl {
                 Ok(n > 0)
             }
 
-            async fn hot_query_plans(&self, now: DateTime<Utc>) -> Result<Vec<(&'static str, String)>> {
+            async fn hot_query_plans(
+                &self,
+                campaign_id: &str,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<(&'static str, String)>> {
                 let mut tx = self.pool.begin().await?;
                 if let Some(setup) = PLAN_SETUP {
                     sqlx::query(setup).execute(&mut *tx).await?;
                 }
                 let (t, phone) = (ts(now), "+12125550100");
                 let mut plans = Vec::new();
-                let claim = format!("{EXPLAIN}{}", claim_sql());
+                let sql = format!("{EXPLAIN}{DUE_PRIORITIES_SQL}");
+                let rows = sqlx::query(&sql).bind(campaign_id).bind(&t).fetch_all(&mut *tx).await?;
+                plans.push(("due_priorities", plan_text(&rows)?));
+                let levels: Vec<i64> = sqlx::query_scalar(DUE_PRIORITIES_SQL)
+                    .bind(campaign_id)
+                    .bind(&t)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let claim = format!("{EXPLAIN}{}", claim_sql(&priority_levels(&levels)));
                 let rows = sqlx::query(&claim)
                     .bind("plan")
                     .bind(due(now))
                     .bind(&t)
-                    .bind("plan")
+                    .bind(campaign_id)
                     .bind(100_i64)
                     .bind(100_i64)
                     .bind(100_i64)
                     .bind("plan")
                     .fetch_all(&mut *tx)
                     .await?;
-                plans.push(("claim", plan_text(&rows)?));
+                plans.insert(0, ("claim", plan_text(&rows)?));
                 let sql = format!("{EXPLAIN}{NEXT_DUE_SQL}");
-                let rows = sqlx::query(&sql).bind("plan").fetch_all(&mut *tx).await?;
+                let rows = sqlx::query(&sql).bind(campaign_id).fetch_all(&mut *tx).await?;
                 plans.push(("next_due", plan_text(&rows)?));
                 for (name, sql) in [("recent_attempts", RECENT_ATTEMPTS_SQL), ("number_attempts", NUMBER_ATTEMPTS_SQL)] {
                     let sql = format!("{EXPLAIN}{sql}");

@@ -7,8 +7,9 @@
 //! times that other systems write in SQLite's own forms.
 
 use super::shared::{
-    claimed, find_attempt_sql, open_attempts_sql, AS_LEFT, COUNTED, HAS_OPEN_CALL, IS_DNC_SQL,
-    LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL, RECENT_ATTEMPTS_SQL,
+    claimed, find_attempt_sql, open_attempts_sql, priority_levels, AS_LEFT, COUNTED,
+    DUE_PRIORITIES_SQL, HAS_OPEN_CALL, IS_DNC_SQL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    RECENT_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::{ceil_second, rfc3339};
@@ -93,25 +94,36 @@ const CLAIM_LOCK: Option<&str> = None;
 /// whole transaction: no other attempt to any number can commit meanwhile.
 const NUMBER_LOCK: Option<&str> = None;
 
-fn claim_sql() -> String {
-    // Each arm of the compound walks `leads_claim` in the claim's order and
-    // SQLite merges the two (`MERGE (UNION ALL)`): no sort of the due leads.
-    // `INDEXED BY` holds the plan there: with some statistics the planner
-    // prefers `leads_due`'s range on the due time and then sorts every due
-    // lead, which is what made claims slow as due leads grew.
+fn claim_sql(levels: &[String]) -> String {
+    // One arm per priority level (see `priority_levels`), each an index
+    // range of `leads_claim` already in the claim's order, and one for
+    // leads in progress whose lease ran out (few: the concurrency caps
+    // bound them); SQLite merges the arms (`MERGE (UNION ALL)`) and stops
+    // at the limit, so no due lead is sorted and no lead due later is read.
+    // `INDEXED BY` holds the plan: with some statistics the planner prefers
+    // `leads_due`'s range on the due time and then sorts every due lead.
+    let mut arms: Vec<String> = levels
+        .iter()
+        .map(|level| {
+            format!(
+                "SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
+                  WHERE campaign_id = $4 AND status = 'pending' AND {level}
+                    AND next_attempt_at <= $3 AND NOT {HAS_OPEN_CALL}"
+            )
+        })
+        .collect();
+    arms.push(format!(
+        "SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
+          WHERE campaign_id = $4 AND status = 'in_progress' AND next_attempt_at <= $3
+            AND lease_expires_at <= $3 AND NOT {HAS_OPEN_CALL}"
+    ));
     format!(
         "UPDATE leads SET status = 'in_progress', daemon_status = 'in_progress',
                 daemon_next_attempt_at = next_attempt_at,
                 lease_owner = $1, lease_expires_at = $2, updated_at = $3
          WHERE id IN (
            SELECT id FROM (
-             SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
-              WHERE campaign_id = $4 AND status = 'pending' AND next_attempt_at <= $3
-                AND NOT {HAS_OPEN_CALL}
-             UNION ALL
-             SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
-              WHERE campaign_id = $4 AND status = 'in_progress' AND next_attempt_at <= $3
-                AND lease_expires_at <= $3 AND NOT {HAS_OPEN_CALL}
+             {}
              ORDER BY 1 DESC, 2, 3
              LIMIT max(0, min($5,
                $6 - (SELECT count(*) FROM leads WHERE campaign_id = $4 AND status = 'in_progress' AND lease_expires_at > $3),
@@ -120,6 +132,7 @@ fn claim_sql() -> String {
            )
          )
          RETURNING {}, {COUNTED} + 1 AS next_attempt",
+        arms.join("\n             UNION ALL\n             "),
         LEAD_COLS.replace("l.", "")
     )
 }

@@ -1,0 +1,214 @@
+//! Dispatch throughput: how fast the whole daemon (claim, rules, attempt
+//! rows, place, poll, settle) moves leads through a simulated provider
+//! whose calls end at once, with no pacing limit that binds. Prints calls
+//! placed/s and leads settled/s for each run and the median of the runs, on
+//! SQLite and, when reachable, PostgreSQL.
+//!
+//! `cargo bench --bench dispatch`; `DIALER_BENCH_LEADS` (default 100000),
+//! `DIALER_BENCH_RUNS` (default 3), `DIALER_BENCH_POSTGRES` (an admin URL;
+//! default postgres://postgres@127.0.0.1:5432/postgres),
+//! `DIALER_BENCH_ONLY=sqlite|postgres`. Asserts nothing.
+
+use dialer::clock::Clock;
+use dialer::daemon::Daemon;
+use dialer::engine;
+use dialer::store::{NewLead, Store};
+use serde_json::Map;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(600);
+
+fn env_or(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(dir: &std::path::Path, url: &str) -> dialer::config::Loaded {
+    std::fs::create_dir_all(dir.join("campaigns")).unwrap();
+    std::fs::write(
+        dir.join("dialer.toml"),
+        format!(
+            r#"campaigns_dir = "campaigns"
+[database]
+url = "{url}"
+max_connections = 8
+[log]
+level = "error"
+[providers.sim]
+kind = "simulated"
+min_duration = "0s"
+max_duration = "0s"
+requests_per_minute = 1000000
+max_concurrent_calls = 100000
+poll_interval = "100ms"
+outcomes = {{ completed = 1.0 }}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("campaigns/fast.toml"),
+        r#"id = "fast"
+provider = "sim"
+timezone = "America/New_York"
+[pacing]
+calls_per_minute = 1000000
+burst = 10000
+max_concurrent = 100000
+[compliance]
+local_hours = "off"
+"#,
+    )
+    .unwrap();
+    dialer::config::load(&dir.join("dialer.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn leads(n: usize) -> Vec<NewLead> {
+    (0..n)
+        .map(|i| NewLead {
+            // 212 and 310 numbers, exchanges from 230: all distinct and valid.
+            phone: format!(
+                "+1{}{:03}{:04}",
+                if i % 2 == 0 { 212 } else { 310 },
+                230 + i / 20_000,
+                (i / 2) % 10_000
+            ),
+            name: None,
+            timezone: None,
+            variables: Map::new(),
+        })
+        .collect()
+}
+
+struct Figures {
+    placed_per_s: f64,
+    settled_per_s: f64,
+}
+
+/// Attempts requested, and leads final: read straight from the database.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+const COUNT: &str = "SELECT (SELECT count(*) FROM call_attempts),
+        (SELECT count(*) FROM leads WHERE status NOT IN ('pending', 'in_progress'))";
+
+async fn count(raw: &Raw) -> (i64, i64) {
+    match raw {
+        Raw::Sqlite(p) => sqlx::query_as(COUNT).fetch_one(p).await.unwrap(),
+        Raw::Pg(p) => sqlx::query_as(COUNT).fetch_one(p).await.unwrap(),
+    }
+}
+
+async fn one_run(
+    store: Arc<dyn Store>,
+    raw: Raw,
+    loaded: &dialer::config::Loaded,
+    n: usize,
+) -> Figures {
+    store.migrate().await.unwrap();
+    let daemon = Daemon::new(store.clone(), Clock::system(), loaded).unwrap();
+    daemon.set_campaigns(&loaded.campaigns).await.unwrap();
+    for chunk in leads(n).chunks(10_000) {
+        store
+            .insert_leads("fast", chunk, chrono::Utc::now())
+            .await
+            .unwrap();
+    }
+    let running = engine::start(daemon, None);
+    let started = Instant::now();
+    let (mut placed_at, mut settled_at) = (None, None);
+    while started.elapsed() < LIMIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (placed, settled) = count(&raw).await;
+        if placed_at.is_none() && placed as usize >= n {
+            placed_at = Some(started.elapsed());
+        }
+        if settled as usize >= n {
+            settled_at = Some(started.elapsed());
+            break;
+        }
+    }
+    running.stop(Duration::from_secs(5)).await;
+    let rate = |t: Option<Duration>| t.map_or(0.0, |t| n as f64 / t.as_secs_f64());
+    Figures {
+        placed_per_s: rate(placed_at),
+        settled_per_s: rate(settled_at),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn report(label: &str, runs: Vec<Figures>) {
+    for (i, f) in runs.iter().enumerate() {
+        println!(
+            "[{label}] run {}: {:.0} calls placed/s, {:.0} leads settled/s",
+            i + 1,
+            f.placed_per_s,
+            f.settled_per_s
+        );
+    }
+    println!(
+        "[{label}] median of {}: {:.0} calls placed/s, {:.0} leads settled/s",
+        runs.len(),
+        median(runs.iter().map(|f| f.placed_per_s).collect()),
+        median(runs.iter().map(|f| f.settled_per_s).collect())
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_or("DIALER_BENCH_LEADS", 100_000);
+    let runs = env_or("DIALER_BENCH_RUNS", 3);
+    let only = std::env::var("DIALER_BENCH_ONLY").unwrap_or_default();
+    println!("dispatch: {n} leads, simulated provider, calls end at once, {runs} runs per backend");
+
+    if only.is_empty() || only == "sqlite" {
+        let mut figures = Vec::new();
+        for _ in 0..runs {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            let loaded = config(dir.path(), &url);
+            let store = dialer::store::SqliteStore::connect(&url, 8).await.unwrap();
+            let raw = Raw::Sqlite(store.pool().clone());
+            figures.push(one_run(Arc::new(store), raw, &loaded, n).await);
+        }
+        report("sqlite", figures);
+    }
+
+    if only.is_empty() || only == "postgres" {
+        let admin = std::env::var("DIALER_BENCH_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let Ok(admin_pool) = sqlx::PgPool::connect(&admin).await else {
+            println!("[postgres] not reachable at {admin}; skipped");
+            return;
+        };
+        let mut figures = Vec::new();
+        for i in 0..runs {
+            let name = format!("dialer_bench_dispatch_{}_{i}", std::process::id());
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin_pool)
+                .await
+                .unwrap();
+            let url = admin
+                .rsplit_once('/')
+                .map_or(admin.clone(), |(base, _)| format!("{base}/{name}"));
+            let dir = tempfile::tempdir().unwrap();
+            let loaded = config(dir.path(), &url);
+            let store = dialer::store::PgStore::connect(&url, 8).await.unwrap();
+            let raw = Raw::Pg(store.pool().clone());
+            figures.push(one_run(Arc::new(store), raw, &loaded, n).await);
+            let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .execute(&admin_pool)
+                .await;
+        }
+        report("postgres", figures);
+    }
+}
