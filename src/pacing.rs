@@ -345,13 +345,18 @@ impl ProviderPacing {
         requests_per_minute: u32,
     ) -> Self {
         ProviderPacing {
-            // A small burst lets a poll batch and a placement share a second.
+            // A second's worth of requests back to back (at most 1,000),
+            // as a campaign's `burst` allows: a poll batch and placements
+            // share a second, and at high rates a daemon takes its cells in
+            // blocks of up to that many (one statement each) instead of
+            // one statement per ten requests. Any 60 s window still sees
+            // at most `requests_per_minute` plus this burst.
             requests: Budget::metered(Limiter::shared(
                 store,
                 clock,
                 format!("provider:{provider}"),
                 requests_per_minute,
-                (requests_per_minute / 60).clamp(1, 10),
+                (requests_per_minute / 60).clamp(1, 1000),
             )),
             pause: Mutex::new(None),
             probe_needed: std::sync::atomic::AtomicBool::new(false),
