@@ -76,6 +76,7 @@ pub async fn run_campaign(
         next_from: AtomicUsize::new(0),
         warned: Mutex::new(HashSet::new()),
         cell_in_hand: AtomicBool::new(false),
+        look_ahead: AtomicBool::new(false),
         unsent: AtomicUsize::new(0),
         drained: Notify::new(),
     };
@@ -132,6 +133,12 @@ pub async fn run_campaign(
     tracing::info!(campaign = %d.campaign.id, "campaign dispatcher stopped");
 }
 
+/// What the rules make of a claimed lead.
+enum Checked {
+    Go(ClaimedLead),
+    Back(ClaimedLead, LeadNext),
+}
+
 struct Dispatcher {
     daemon: Arc<Daemon>,
     campaign: Arc<CampaignConfig>,
@@ -144,6 +151,9 @@ struct Dispatcher {
     warned: Mutex<HashSet<String>>,
     /// A rate cell taken for a claim that sent nothing, kept for the next.
     cell_in_hand: AtomicBool,
+    /// The last claim's leads were all turned away by the rules: the next
+    /// claim takes a full batch.
+    look_ahead: AtomicBool,
     /// Attempt tasks of earlier claims not yet committed or given up (most
     /// wait for the provider's request budget).
     unsent: AtomicUsize,
@@ -236,19 +246,28 @@ impl Dispatcher {
             }
         }
         let now = d.clock.now();
+        // Neither the campaign's rate nor the provider's request budget
+        // can send more than this within the claim's horizon.
+        let sendable = lifecycle::claim_batch(
+            self.campaign
+                .pacing
+                .calls_per_minute
+                .min(self.provider.cfg.requests_per_minute),
+        );
         let limits = ClaimLimits {
             campaign_id: self.campaign.id.clone(),
             provider: self.provider.cfg.name.clone(),
             max_concurrent: self.campaign.pacing.max_concurrent,
             provider_max_concurrent: self.provider.cfg.max_concurrent_calls,
-            // Neither the campaign's rate nor the provider's request budget
-            // can send more than this within the claim's horizon.
-            batch: lifecycle::claim_batch(
-                self.campaign
-                    .pacing
-                    .calls_per_minute
-                    .min(self.provider.cfg.requests_per_minute),
-            ),
+            // After a claim the rules turned away whole (leads inserted
+            // outside their window, say), the next looks at a full batch:
+            // those the rules turn away go back together, and callable ones
+            // past `sendable` go back due as they were.
+            batch: if self.look_ahead.load(Ordering::SeqCst) {
+                sendable.max(lifecycle::CLAIM_BATCH_MAX)
+            } else {
+                sendable
+            },
         };
         let lease = now + lifecycle::claim_lease();
         let started = std::time::Instant::now();
@@ -287,27 +306,34 @@ impl Dispatcher {
             }
         };
         let mut released = Vec::new();
+        // Leads the rules turn away, handed back together (one commit).
+        let mut back = Vec::new();
         let mut cell = true;
+        let mut sending = 0;
+        let claimed_any = !claimed.is_empty();
         for lead in claimed {
             if stop.is_cancelled() {
                 released.push(lead);
                 continue;
             }
             let known = facts.get(&lead.lead.phone).cloned().unwrap_or_default();
-            let lead = match self.check(lead.clone(), d.clock.now(), &known).await {
-                Ok(Some(l)) => l,
-                Ok(None) => continue,
-                // One lead's failure must not strand the rest of the batch
-                // until their leases run out; no attempt exists yet, so
-                // handing it back early cannot dial twice.
-                Err(e) => {
-                    tracing::error!(campaign = %self.campaign.id, lead = lead.lead.id, error = %e, "checking a claimed lead failed; handed back");
-                    self.hand_back(&lead, d.clock.now() + Duration::minutes(1))
-                        .await;
+            let lead = match self.check(lead, d.clock.now(), &known) {
+                Checked::Go(l) if sending < sendable => l,
+                Checked::Go(l) => {
+                    let due = l.lead.next_attempt_at.unwrap_or(now);
+                    back.push((l, LeadNext::pending(due, None)));
+                    continue;
+                }
+                Checked::Back(l, next) => {
+                    back.push((l, next));
                     continue;
                 }
             };
+            sending += 1;
             if !std::mem::take(&mut cell) {
+                // Leads turned away go back before a wait, not after it:
+                // held, they would count against the concurrency limits.
+                self.hand_back_all(&mut back).await?;
                 tokio::select! {
                     _ = stop.cancelled() => { released.push(lead); continue; }
                     _ = heartbeat.beat_while(self.limiter.ready()) => {}
@@ -328,17 +354,31 @@ impl Dispatcher {
         if cell {
             self.cell_in_hand.store(true, Ordering::SeqCst);
         }
+        self.hand_back_all(&mut back).await?;
+        self.look_ahead
+            .store(claimed_any && sending == 0, Ordering::SeqCst);
         // Stopping: hand unsent leads back at once instead of waiting for their lease.
-        for lead in released {
-            d.store
-                .release(
-                    &lead,
-                    &LeadNext::pending(d.clock.now(), None),
-                    d.clock.now(),
-                )
-                .await?;
-        }
+        let now = d.clock.now();
+        let unsent: Vec<_> = released
+            .into_iter()
+            .map(|lead| (lead, LeadNext::pending(now, None)))
+            .collect();
+        d.store.release_all(&unsent, now).await?;
         Ok(Next::Again)
+    }
+
+    /// Hands back the leads the rules turned away, in one transaction.
+    async fn hand_back_all(&self, back: &mut Vec<(ClaimedLead, LeadNext)>) -> anyhow::Result<()> {
+        if back.is_empty() {
+            return Ok(());
+        }
+        self.daemon
+            .store
+            .release_all(back, self.daemon.clock.now())
+            .await?;
+        back.clear();
+        self.daemon.slot_freed(&self.provider.cfg.name);
+        Ok(())
     }
 
     /// Best effort, after an error: the lead back to `pending` at `at`
@@ -356,28 +396,21 @@ impl Dispatcher {
         self.daemon.slot_freed(&self.provider.cfg.name);
     }
 
-    /// May this lead be called now? Settles those that may not.
-    async fn check(
-        &self,
-        lead: ClaimedLead,
-        now: DateTime<Utc>,
-        known: &NumberFacts,
-    ) -> anyhow::Result<Option<ClaimedLead>> {
-        let d = &self.daemon;
+    /// May this lead be called now? If not, where it goes instead.
+    fn check(&self, lead: ClaimedLead, now: DateTime<Utc>, known: &NumberFacts) -> Checked {
         let l = &lead.lead;
         if let Some(next) = lifecycle::before_rules(&self.campaign, l) {
             if next.status == crate::domain::LeadStatus::Skipped {
                 tracing::warn!(campaign = %l.campaign_id, lead = l.id, "lead's phone is not a valid E.164 number; skipped");
             }
-            d.store.release(&lead, &next, now).await?;
-            return Ok(None);
+            return Checked::Back(lead, next);
         }
         let verdict = self.judge(l, now, known);
         if verdict.callable {
-            return Ok(Some(lead));
+            return Checked::Go(lead);
         }
-        self.not_callable(&lead, &verdict, now).await?;
-        Ok(None)
+        tracing::debug!(campaign = %l.campaign_id, lead = l.id, blocked_by = ?verdict.blocked_by, "not callable now");
+        Checked::Back(lead, lifecycle::blocked(&verdict, now))
     }
 
     /// Hands back a lead the rules block: skipped for a permanent reason,

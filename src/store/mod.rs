@@ -211,6 +211,15 @@ pub trait Store: Send + Sync {
     /// instant, or a final status (`skipped` with its reason, `exhausted`).
     async fn release(&self, lead: &ClaimedLead, next: &LeadNext, now: DateTime<Utc>) -> Result<()>;
 
+    /// `release` for many leads in one transaction (one commit): the leads
+    /// of a claim the rules turned away, such as the first look at leads
+    /// another system inserted outside their window.
+    async fn release_all(
+        &self,
+        leads: &[(ClaimedLead, LeadNext)],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
     /// Commits the attempt row (`sending`) before the request leaves. Reuses
     /// the row of an attempt left `not_placed`. Sets the lead's lease to
     /// `lease_until` and its fallback due time to `unknown_due`.

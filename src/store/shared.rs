@@ -206,6 +206,31 @@ macro_rules! store_impl {
         }
 
         impl $store {
+            async fn release_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                lead: &ClaimedLead,
+                next: &LeadNext,
+                now: DateTime<Utc>,
+            ) -> Result<()> {
+                sqlx::query(&format!(
+                    "UPDATE leads SET status = $1, daemon_status = $1,
+                            next_attempt_at = COALESCE($2, next_attempt_at),
+                            daemon_next_attempt_at = COALESCE($2, next_attempt_at),
+                            last_outcome = COALESCE($3, last_outcome),
+                            lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+                      WHERE id = $5 AND status = 'in_progress' AND lease_owner = $6 AND {AS_LEFT}"
+                ))
+                .bind(next.status.as_str())
+                .bind(next.next_attempt_at.map(due))
+                .bind(&next.last_outcome)
+                .bind(ts(now))
+                .bind(lead.lead.id)
+                .bind(&lead.lease_owner)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
             /// Moves the lead of attempt number `attempt` to `next`, when the
             /// lead is as the daemon left it and this is its newest attempt.
             async fn move_lead(
@@ -363,22 +388,19 @@ macro_rules! store_impl {
             }
 
             async fn release(&self, lead: &ClaimedLead, next: &LeadNext, now: DateTime<Utc>) -> Result<()> {
-                sqlx::query(&format!(
-                    "UPDATE leads SET status = $1, daemon_status = $1,
-                            next_attempt_at = COALESCE($2, next_attempt_at),
-                            daemon_next_attempt_at = COALESCE($2, next_attempt_at),
-                            last_outcome = COALESCE($3, last_outcome),
-                            lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
-                      WHERE id = $5 AND status = 'in_progress' AND lease_owner = $6 AND {AS_LEFT}"
-                ))
-                .bind(next.status.as_str())
-                .bind(next.next_attempt_at.map(due))
-                .bind(&next.last_outcome)
-                .bind(ts(now))
-                .bind(lead.lead.id)
-                .bind(&lead.lease_owner)
-                .execute(&self.pool)
-                .await?;
+                let mut conn = self.pool.acquire().await?;
+                Self::release_on(&mut conn, lead, next, now).await
+            }
+
+            async fn release_all(&self, leads: &[(ClaimedLead, LeadNext)], now: DateTime<Utc>) -> Result<()> {
+                if leads.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for (lead, next) in leads {
+                    Self::release_on(&mut tx, lead, next, now).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -186,7 +186,7 @@ async fn match_database(db: TestDb) {
     while db
         .scalar("SELECT count(*) FROM call_attempts WHERE state IN ('sending', 'placed')")
         .await
-        < 15
+        < 20
     {
         assert!(started.elapsed() < Duration::from_secs(60), "no calls live");
         tokio::time::sleep(Duration::from_millis(50)).await;
