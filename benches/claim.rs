@@ -8,7 +8,10 @@
 //! `cargo bench --bench claim`. Asserts nothing.
 
 use dialer::store::{CampaignRow, ClaimLimits, Store};
+mod support;
+
 use std::time::{Duration, Instant};
+use support::Raw;
 
 const CLAIMS: usize = 200;
 
@@ -16,16 +19,11 @@ fn now() -> chrono::DateTime<chrono::Utc> {
     "2026-12-01T15:00:00Z".parse().unwrap()
 }
 
-/// Ends the leads a claim took (untimed), as their calls would: a claim
-/// sees as many leads in progress as a running campaign has.
-enum Raw {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
-
 const END_CLAIMED: &str = "UPDATE leads SET status = 'completed', daemon_status = 'completed',
     lease_owner = NULL, lease_expires_at = NULL WHERE status = 'in_progress'";
 
+/// Ends the leads a claim took (untimed), as their calls would: a claim
+/// sees as many leads in progress as a running campaign has.
 async fn end_claimed(raw: &Raw) {
     match raw {
         Raw::Sqlite(p) => sqlx::query(END_CLAIMED).execute(p).await.map(|_| ()),
@@ -121,20 +119,11 @@ async fn main() {
         measure("sqlite", &store, raw, leads, t.elapsed()).await;
     }
     if only.is_empty() || only == "postgres" {
-        let admin = std::env::var("DIALER_BENCH_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let Ok(admin_pool) = sqlx::PgPool::connect(&admin).await else {
-            println!("[postgres] not reachable at {admin}; skipped");
+        let Some(server) = support::Server::reach().await else {
             return;
         };
         let name = format!("dialer_bench_claim_{}", std::process::id());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin_pool)
-            .await
-            .unwrap();
-        let url = admin
-            .rsplit_once('/')
-            .map_or(admin.clone(), |(base, _)| format!("{base}/{name}"));
+        let url = server.create(&name).await;
         let store = dialer::store::PgStore::connect(&url, 4).await.unwrap();
         store.migrate().await.unwrap();
         let t = Instant::now();
@@ -150,8 +139,6 @@ async fn main() {
         let raw = Raw::Pg(store.pool().clone());
         measure("postgres", &store, raw, leads, t.elapsed()).await;
         drop(store);
-        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .execute(&admin_pool)
-            .await;
+        server.drop_database(&name).await;
     }
 }

@@ -15,7 +15,10 @@ use dialer::engine;
 use dialer::store::{NewLead, Store};
 use serde_json::Map;
 use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
+use support::Raw;
 
 const LIMIT: Duration = Duration::from_secs(600);
 
@@ -88,15 +91,10 @@ struct Figures {
     settled_per_s: f64,
 }
 
-/// Attempts requested, and leads final: read straight from the database.
-enum Raw {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
-
 const COUNT: &str = "SELECT (SELECT count(*) FROM call_attempts),
         (SELECT count(*) FROM leads WHERE status NOT IN ('pending', 'in_progress'))";
 
+/// Attempts requested, and leads final: read straight from the database.
 async fn count(raw: &Raw) -> (i64, i64) {
     match raw {
         Raw::Sqlite(p) => sqlx::query_as(COUNT).fetch_one(p).await.unwrap(),
@@ -184,30 +182,19 @@ async fn main() {
     }
 
     if only.is_empty() || only == "postgres" {
-        let admin = std::env::var("DIALER_BENCH_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let Ok(admin_pool) = sqlx::PgPool::connect(&admin).await else {
-            println!("[postgres] not reachable at {admin}; skipped");
+        let Some(server) = support::Server::reach().await else {
             return;
         };
         let mut figures = Vec::new();
         for i in 0..runs {
             let name = format!("dialer_bench_dispatch_{}_{i}", std::process::id());
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&admin_pool)
-                .await
-                .unwrap();
-            let url = admin
-                .rsplit_once('/')
-                .map_or(admin.clone(), |(base, _)| format!("{base}/{name}"));
+            let url = server.create(&name).await;
             let dir = tempfile::tempdir().unwrap();
             let loaded = config(dir.path(), &url);
             let store = dialer::store::PgStore::connect(&url, 8).await.unwrap();
             let raw = Raw::Pg(store.pool().clone());
             figures.push(one_run(Arc::new(store), raw, &loaded, n).await);
-            let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                .execute(&admin_pool)
-                .await;
+            server.drop_database(&name).await;
         }
         report("postgres", figures);
     }

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 /// How far back the rules read a number's attempts: longer than any cap's period.
-const RECENT_LOOKBACK: Duration = Duration::days(31);
+pub const RECENT_LOOKBACK: Duration = Duration::days(31);
 
 /// Longest sleep while idle or while a concurrency limit is full, in real
 /// time: leads inserted or reopened by other systems, and slots freed by

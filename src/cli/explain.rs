@@ -6,7 +6,7 @@ use super::{load, open_store, CliError, CliResult};
 use crate::clock::Clock;
 use crate::domain::rfc3339;
 use crate::schedule::{Facts, ZoneSource};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -32,10 +32,14 @@ pub async fn run(
     };
     let store = open_store(&loaded).await?;
     let lead = store.find_lead(&c.id, &phone).await?;
-    let dnc = store.is_dnc(&phone).await?;
-    let recent: Vec<DateTime<Utc>> = store
-        .recent_attempts(&phone, at - Duration::days(31))
+    let known = store
+        .number_facts(&[phone.as_str()], at - crate::dispatch::RECENT_LOOKBACK)
         .await?
+        .remove(&phone)
+        .unwrap_or_default();
+    let dnc = known.dnc;
+    let recent: Vec<DateTime<Utc>> = known
+        .recent_attempts
         .into_iter()
         .filter(|t| *t <= at)
         .collect();

@@ -321,17 +321,9 @@ pub trait Store: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<String, NumberFacts>>;
 
-    /// Counted attempts to a number across all campaigns since `since`.
-    async fn recent_attempts(
-        &self,
-        phone: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<DateTime<Utc>>>;
-
     async fn find_lead(&self, campaign_id: &str, phone: &str) -> Result<Option<Lead>>;
 
     async fn add_dnc(&self, phones: &[String], reason: &str, now: DateTime<Utc>) -> Result<u64>;
-    async fn is_dnc(&self, phone: &str) -> Result<bool>;
 
     /// The database's plan for each query on the dispatch hot path (the
     /// claim of `campaign_id` as its leads stand, due times, per-number

@@ -5,9 +5,9 @@
 //! whole seconds like SQLite's; JSON is `jsonb`.
 
 use super::shared::{
-    claimed, find_attempt_sql, open_attempts_sql, priority_levels, AS_LEFT, COUNTED,
-    DUE_PRIORITIES_SQL, HAS_OPEN_CALL, IS_DNC_SQL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
-    RECENT_ATTEMPTS_SQL,
+    claimed, dnc_of_sql, find_attempt_sql, open_attempts_sql, priority_levels,
+    recent_attempts_of_sql, AS_LEFT, COUNTED, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
+    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::ceil_second;

@@ -85,12 +85,34 @@ pub(super) fn priority_levels(due: &[i64]) -> Vec<String> {
 /// exactly the text the store runs.
 pub(super) const NEXT_DUE_SQL: &str =
     "SELECT min(next_attempt_at) AS t FROM leads WHERE campaign_id = $1 AND status = 'pending'";
-pub(super) const RECENT_ATTEMPTS_SQL: &str = "SELECT requested_at FROM call_attempts
-      WHERE to_number = $1 AND requested_at >= $2 AND state <> 'not_placed'
-      ORDER BY requested_at";
 pub(super) const NUMBER_ATTEMPTS_SQL: &str = "SELECT count(*) FROM call_attempts
       WHERE to_number = $1 AND state <> 'not_placed' AND requested_at > $2";
-pub(super) const IS_DNC_SQL: &str = "SELECT count(*) FROM dnc WHERE phone = $1";
+
+/// `$first, $first+1, ...`: `n` placeholders for an `IN` list.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which of `n` phones (`$1`...) are on the do-not-call list.
+pub(super) fn dnc_of_sql(n: usize) -> String {
+    format!(
+        "SELECT phone FROM dnc WHERE phone IN ({})",
+        placeholders(1, n)
+    )
+}
+
+/// Counted attempts to `n` phones (`$2`...) requested at or after `$1`.
+pub(super) fn recent_attempts_of_sql(n: usize) -> String {
+    format!(
+        "SELECT to_number, requested_at FROM call_attempts
+          WHERE to_number IN ({}) AND requested_at >= $1 AND state <> 'not_placed'
+          ORDER BY requested_at",
+        placeholders(2, n)
+    )
+}
 
 pub(super) fn find_attempt_sql() -> String {
     format!(
@@ -736,13 +758,7 @@ macro_rules! store_impl {
             ) -> Result<std::collections::HashMap<String, NumberFacts>> {
                 let mut facts = std::collections::HashMap::<String, NumberFacts>::new();
                 for chunk in phones.chunks(500) {
-                    let list = |first: usize| {
-                        (first..first + chunk.len())
-                            .map(|i| format!("${i}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    let sql = format!("SELECT phone FROM dnc WHERE phone IN ({})", list(1));
+                    let sql = dnc_of_sql(chunk.len());
                     let mut q = sqlx::query_scalar::<_, String>(&sql);
                     for phone in chunk {
                         q = q.bind(*phone);
@@ -750,12 +766,7 @@ macro_rules! store_impl {
                     for phone in q.fetch_all(&self.pool).await? {
                         facts.entry(phone).or_default().dnc = true;
                     }
-                    let sql = format!(
-                        "SELECT to_number, requested_at FROM call_attempts
-                          WHERE to_number IN ({}) AND requested_at >= $1 AND state <> 'not_placed'
-                          ORDER BY requested_at",
-                        list(2)
-                    );
+                    let sql = recent_attempts_of_sql(chunk.len());
                     let mut q = sqlx::query(&sql).bind(ts(since));
                     for phone in chunk {
                         q = q.bind(*phone);
@@ -768,21 +779,6 @@ macro_rules! store_impl {
                     }
                 }
                 Ok(facts)
-            }
-
-            async fn recent_attempts(
-                &self,
-                phone: &str,
-                since: DateTime<Utc>,
-            ) -> Result<Vec<DateTime<Utc>>> {
-                let rows = sqlx::query(RECENT_ATTEMPTS_SQL)
-                .bind(phone)
-                .bind(ts(since))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .filter_map(|r| get_ts(r, "requested_at").transpose())
-                    .collect()
             }
 
             async fn find_lead(&self, campaign_id: &str, phone: &str) -> Result<Option<Lead>> {
@@ -811,14 +807,6 @@ macro_rules! store_impl {
                 }
                 tx.commit().await?;
                 Ok(added)
-            }
-
-            async fn is_dnc(&self, phone: &str) -> Result<bool> {
-                let n: i64 = sqlx::query_scalar(IS_DNC_SQL)
-                    .bind(phone)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(n > 0)
             }
 
             async fn hot_query_plans(
@@ -856,12 +844,14 @@ macro_rules! store_impl {
                 let sql = format!("{EXPLAIN}{NEXT_DUE_SQL}");
                 let rows = sqlx::query(&sql).bind(campaign_id).fetch_all(&mut *tx).await?;
                 plans.push(("next_due", plan_text(&rows)?));
-                for (name, sql) in [("recent_attempts", RECENT_ATTEMPTS_SQL), ("number_attempts", NUMBER_ATTEMPTS_SQL)] {
-                    let sql = format!("{EXPLAIN}{sql}");
-                    let rows = sqlx::query(&sql).bind(phone).bind(&t).fetch_all(&mut *tx).await?;
-                    plans.push((name, plan_text(&rows)?));
-                }
-                let sql = format!("{EXPLAIN}{IS_DNC_SQL}");
+                // The rules' facts, as `number_facts` reads them for one number.
+                let sql = format!("{EXPLAIN}{}", recent_attempts_of_sql(1));
+                let rows = sqlx::query(&sql).bind(&t).bind(phone).fetch_all(&mut *tx).await?;
+                plans.push(("recent_attempts", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{NUMBER_ATTEMPTS_SQL}");
+                let rows = sqlx::query(&sql).bind(phone).bind(&t).fetch_all(&mut *tx).await?;
+                plans.push(("number_attempts", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{}", dnc_of_sql(1));
                 let rows = sqlx::query(&sql).bind(phone).fetch_all(&mut *tx).await?;
                 plans.push(("is_dnc", plan_text(&rows)?));
                 let sql = format!("{EXPLAIN}{}", find_attempt_sql());

@@ -3,41 +3,13 @@
 //! oldest, and every hot query reads `leads` and `call_attempts` through an
 //! index (no table scan, and no sort of the due leads in the claim).
 
+use crate::store::{setup, t0};
 use crate::support::TestDb;
 use chrono::{DateTime, Duration, Utc};
-use dialer::store::{CampaignRow, ClaimLimits, NewLead};
-use serde_json::Map;
-
-fn t0() -> DateTime<Utc> {
-    "2026-12-01T15:00:00Z".parse().unwrap()
-}
+use dialer::store::ClaimLimits;
 
 fn at(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-async fn setup(db: &TestDb, n: usize) {
-    db.store
-        .sync_campaigns(
-            &[CampaignRow {
-                id: "c1".into(),
-                provider: "sim".into(),
-                paused: false,
-                config_hash: "h".into(),
-            }],
-            t0(),
-        )
-        .await
-        .unwrap();
-    let leads: Vec<NewLead> = (0..n)
-        .map(|i| NewLead {
-            phone: format!("+1212736{i:04}"),
-            name: None,
-            timezone: None,
-            variables: Map::new(),
-        })
-        .collect();
-    db.store.insert_leads("c1", &leads, t0()).await.unwrap();
 }
 
 on_both_backends! {

@@ -8,7 +8,7 @@ use serde_json::Map;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     "2026-12-01T15:00:00Z".parse().unwrap()
 }
 
@@ -33,7 +33,8 @@ fn leads(n: usize) -> Vec<NewLead> {
         .collect()
 }
 
-async fn setup(db: &TestDb, n: usize) {
+/// Campaign `c1` on provider `sim`, with `n` pending leads due at `t0()`.
+pub(crate) async fn setup(db: &TestDb, n: usize) {
     db.store
         .sync_campaigns(
             &[CampaignRow {
