@@ -115,15 +115,16 @@ impl Rows {
         self.done
     }
 
-    /// Up to `max` valid leads; each invalid row goes to `invalid` as
-    /// (line, why) as it is met, so none are kept.
+    /// The valid leads among the next `max` rows; each invalid row goes to
+    /// `invalid` as (line, why) as it is met.
     pub fn next_batch(
         &mut self,
         max: usize,
         invalid: &mut impl FnMut(u64, String),
     ) -> Result<Vec<NewLead>, CliError> {
         let mut leads = Vec::with_capacity(max.min(BATCH));
-        while leads.len() < max && !self.done {
+        let first = self.rows;
+        while self.rows - first < max as u64 && !self.done {
             match self.reader.read_record(&mut self.record) {
                 Ok(false) => self.done = true,
                 Ok(true) => {
@@ -255,6 +256,47 @@ impl Rows {
             variables,
         })
     }
+}
+
+/// Batches the reading thread has parsed and not yet handed over: one is
+/// parsed while the one before it is written, and memory stays bounded.
+const READ_AHEAD: usize = 2;
+
+/// One batch of rows, parsed.
+struct Read {
+    leads: Vec<NewLead>,
+    /// (line, why) of each invalid row in the batch.
+    invalid: Vec<(u64, String)>,
+    /// Rows read from the file's start to the batch's end, and the byte
+    /// reached.
+    rows: u64,
+    byte: u64,
+    done: bool,
+}
+
+/// Reads and parses the file on its own thread, a batch ahead of the
+/// writes: checking phone numbers costs as much as storing them, so the two
+/// overlap. The thread ends at the file's end, at an error, or when the
+/// receiver is dropped.
+fn read_ahead(mut rows: Rows) -> tokio::sync::mpsc::Receiver<Result<Read, CliError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    std::thread::spawn(move || loop {
+        let mut invalid = Vec::new();
+        let read = rows
+            .next_batch(BATCH, &mut |line, why| invalid.push((line, why)))
+            .map(|leads| Read {
+                leads,
+                invalid,
+                rows: rows.rows,
+                byte: rows.byte(),
+                done: rows.done(),
+            });
+        let last = read.as_ref().map_or(true, |r| r.done);
+        if tx.blocking_send(read).is_err() || last {
+            break;
+        }
+    });
+    rx
 }
 
 /// A stop request and the exit status it asks for.
@@ -405,33 +447,45 @@ pub async fn run(
         )
         .into());
     }
-    let mut rows = Rows::open(file, region)?;
+    let rows = Rows::open(file, region)?;
     let store = open_store(&loaded).await?;
     crate::daemon::sync_campaign_rows(store.as_ref(), &loaded.campaigns, clock.now()).await?;
 
     let progress = Progress::new(rows.size());
     let committed = Arc::new(AtomicU64::new(0));
     let stop = watch_signals(committed.clone(), progress.clone())?;
+    let mut reader = read_ahead(rows);
     let (mut imported, mut duplicates, mut invalid) = (0u64, 0u64, 0u64);
+    // Rows of the file behind what is committed: the batches taken so far.
+    let mut rows_done = 0u64;
     let stopped = loop {
         if let Some(s) = stop.get() {
             break Some(*s);
         }
-        let batch = rows.next_batch(BATCH, &mut |line, why| {
+        let Some(read) = reader.recv().await else {
+            break None;
+        };
+        let read = read?;
+        for (line, why) in &read.invalid {
             invalid += 1;
             progress.println(&format!("  line {line}: {why}"));
-        })?;
-        if !batch.is_empty() {
-            let counts = store.insert_leads(campaign, &batch, clock.now()).await?;
+        }
+        if !read.leads.is_empty() {
+            let counts = store
+                .insert_leads(campaign, &read.leads, clock.now())
+                .await?;
             imported += counts.imported;
             duplicates += counts.duplicates;
             committed.store(imported, Ordering::SeqCst);
         }
-        progress.update(rows.rows, rows.byte());
-        if rows.done() {
+        rows_done = read.rows;
+        progress.update(read.rows, read.byte);
+        if read.done {
             break None;
         }
     };
+    // Ends the reading thread, if it is still ahead of us.
+    drop(reader);
     progress.finish();
     println!(
         "{}: imported {imported}, duplicate {duplicates}, invalid {invalid}",
@@ -445,7 +499,7 @@ pub async fn run(
                  nothing after them was stored. Re-running the same import is safe: rows already \
                  stored are counted as duplicates.",
                 s.signal,
-                rows.rows,
+                rows_done,
                 file.display()
             ),
             code: s.code,

@@ -141,6 +141,44 @@ fn plan_text(rows: &[PgRow]) -> Result<String> {
     Ok(out)
 }
 
+/// Inserts a batch of new leads in one statement: each column travels as
+/// one array that `UNNEST` zips back into rows, in order, so the statement
+/// has six parameters whatever the batch's size. Returns how many were
+/// inserted (numbers the campaign holds are skipped).
+async fn insert_leads_on(
+    conn: &mut sqlx::PgConnection,
+    campaign_id: &str,
+    leads: &[NewLead],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let phones: Vec<&str> = leads.iter().map(|l| l.phone.as_str()).collect();
+    let names: Vec<Option<&str>> = leads.iter().map(|l| l.name.as_deref()).collect();
+    let zones: Vec<Option<&str>> = leads.iter().map(|l| l.timezone.as_deref()).collect();
+    let variables: Vec<String> = leads
+        .iter()
+        .map(|l| serde_json::to_string(&l.variables).unwrap_or_default())
+        .collect();
+    let done = sqlx::query(
+        "INSERT INTO leads (campaign_id, phone, name, timezone, variables, status, daemon_status,
+                            next_attempt_at, daemon_next_attempt_at, created_at, updated_at)
+         SELECT $1, r.phone, r.name, r.timezone, r.variables::jsonb, 'pending', 'pending',
+                $2, $2, $2, $2
+           FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[])
+                WITH ORDINALITY AS r(phone, name, timezone, variables, n)
+          ORDER BY r.n
+         ON CONFLICT (campaign_id, phone) DO NOTHING",
+    )
+    .bind(campaign_id)
+    .bind(now)
+    .bind(phones)
+    .bind(names)
+    .bind(zones)
+    .bind(variables)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 store_impl!(PgStore, sqlx::Postgres, PgRow);

@@ -16,6 +16,8 @@
 //! - `GREATEST`: the larger of two values (`max` vs `greatest`);
 //! - `REQUEST_MINUTE`: an attempt's `requested_at` cut to its minute, read
 //!   back with `get_ts`;
+//! - `insert_leads_on(tx, campaign, leads, now)`: inserts new leads, skipping
+//!   numbers the campaign holds, and returns how many were inserted;
 //! - `MIGRATOR`: the dialect's migrations.
 //!
 //! Both dialects take `$1`-style placeholders, so the SQL text is the same.
@@ -368,37 +370,16 @@ macro_rules! store_impl {
                 now: DateTime<Utc>,
             ) -> Result<InsertCounts> {
                 // One transaction for the call, so that a caller's batch is
-                // committed whole or not at all; one statement per chunk of
-                // rows (9 parameters a row stays far below either driver's
-                // limit). Counting by rows affected keeps nothing per row.
-                let mut counts = InsertCounts::default();
+                // committed whole or not at all; the dialect inserts it in
+                // as few statements as its driver allows. Counting by rows
+                // affected keeps nothing per row.
                 let mut tx = self.pool.begin().await?;
-                for chunk in leads.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO leads (campaign_id, phone, name, timezone, variables, status,
-                                            daemon_status, next_attempt_at, daemon_next_attempt_at,
-                                            created_at, updated_at) ",
-                    );
-                    q.push_values(chunk, |mut row, lead| {
-                        row.push_bind(campaign_id)
-                            .push_bind(&lead.phone)
-                            .push_bind(&lead.name)
-                            .push_bind(&lead.timezone)
-                            .push_bind(json(Value::Object(lead.variables.clone())))
-                            .push("'pending'")
-                            .push("'pending'")
-                            .push_bind(ts(now))
-                            .push_bind(ts(now))
-                            .push_bind(ts(now))
-                            .push_bind(ts(now));
-                    });
-                    q.push(" ON CONFLICT (campaign_id, phone) DO NOTHING");
-                    let done = q.build().execute(&mut *tx).await?;
-                    counts.imported += done.rows_affected();
-                    counts.duplicates += chunk.len() as u64 - done.rows_affected();
-                }
+                let imported = insert_leads_on(&mut *tx, campaign_id, leads, ts(now)).await?;
                 tx.commit().await?;
-                Ok(counts)
+                Ok(InsertCounts {
+                    imported,
+                    duplicates: leads.len() as u64 - imported,
+                })
             }
 
             async fn next_due(&self, campaign_id: &str) -> Result<Option<DateTime<Utc>>> {

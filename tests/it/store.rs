@@ -67,6 +67,7 @@ on_both_backends! {
     concurrency_limit_holds_in_the_claim => concurrency_limit;
     duplicate_and_older_statuses_change_nothing => stale_statuses;
     import_counts_duplicates => import_duplicates;
+    import_keeps_every_field_and_the_batch_order => import_round_trip;
     plain_sql_lead_with_two_columns_is_claimed_and_canceled_one_is_not => plain_sql;
     removed_campaign_is_kept_and_marked => removed_campaign;
     lead_with_a_live_call_is_never_claimed_even_when_reopened => reopened_while_live;
@@ -551,6 +552,63 @@ async fn import_duplicates(db: TestDb) {
     let c = db.store.insert_leads("c1", &leads(15), t0()).await.unwrap();
     assert_eq!((c.imported, c.duplicates), (5, 10));
     assert_eq!(db.scalar("SELECT count(*) FROM leads").await, 15);
+}
+
+async fn import_round_trip(db: TestDb) {
+    setup(&db, 0).await;
+    let mut vars = Map::new();
+    vars.insert("note".into(), "Zoë said \"hi\", C:\\ ✓\n".into());
+    vars.insert("plan".into(), "".into());
+    let batch = vec![
+        NewLead {
+            phone: "+12127360009".into(),
+            name: Some("Ann O'Neil".into()),
+            timezone: Some("Europe/Paris".into()),
+            variables: vars.clone(),
+        },
+        NewLead {
+            phone: "+12127360001".into(),
+            name: None,
+            timezone: None,
+            variables: Map::new(),
+        },
+        // The same number again in the same batch: a duplicate, not an error.
+        NewLead {
+            phone: "+12127360009".into(),
+            name: Some("Again".into()),
+            timezone: None,
+            variables: Map::new(),
+        },
+    ];
+    let c = db.store.insert_leads("c1", &batch, t0()).await.unwrap();
+    assert_eq!((c.imported, c.duplicates), (2, 1));
+    assert_eq!(
+        db.rows("SELECT phone, name, timezone, status FROM leads ORDER BY id")
+            .await,
+        vec![
+            vec![
+                Some("+12127360009".to_string()),
+                Some("Ann O'Neil".to_string()),
+                Some("Europe/Paris".to_string()),
+                Some("pending".to_string()),
+            ],
+            vec![
+                Some("+12127360001".to_string()),
+                None,
+                None,
+                Some("pending".to_string()),
+            ],
+        ]
+    );
+    let got = db
+        .store
+        .claim(&limits(100, 10), "me", t0(), t0() + Duration::minutes(5))
+        .await
+        .unwrap();
+    let by_phone = |p: &str| got.iter().find(|c| c.lead.phone == p).unwrap();
+    assert_eq!(by_phone("+12127360009").lead.variables, vars);
+    assert!(by_phone("+12127360001").lead.variables.is_empty());
+    assert_eq!(by_phone("+12127360009").lead.next_attempt_at, Some(t0()));
 }
 
 async fn plain_sql(db: TestDb) {
