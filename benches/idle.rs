@@ -5,7 +5,9 @@
 //!
 //! `cargo bench --bench idle` (SQLite; set DIALER_BENCH_POSTGRES=postgres://...
 //! to run it on PostgreSQL too; DIALER_BENCH_ONLY=full runs only the
-//! full-campaign figure, DIALER_BENCH_FULL sets its number of leads).
+//! full-campaign figure, DIALER_BENCH_FULL sets its number of leads;
+//! DIALER_BENCH_ONLY=first runs only the first look, DIALER_BENCH_FIRST_PASS
+//! sets its number of leads).
 //! Prints figures; asserts nothing.
 
 use dialer::clock::Clock;
@@ -234,8 +236,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    full_campaign(full).await;
-    if std::env::var("DIALER_BENCH_ONLY").is_ok_and(|v| v == "full") {
+    let only = std::env::var("DIALER_BENCH_ONLY").unwrap_or_default();
+    if only != "first" {
+        full_campaign(full).await;
+    }
+    if only == "full" {
         return;
     }
     let first: i64 = std::env::var("DIALER_BENCH_FIRST_PASS")
@@ -243,6 +248,9 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     first_pass(first).await;
+    if only == "first" {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let loaded = config(dir.path(), &url);

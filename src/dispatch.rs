@@ -133,6 +133,11 @@ pub async fn run_campaign(
     tracing::info!(campaign = %d.campaign.id, "campaign dispatcher stopped");
 }
 
+/// Leads a look-ahead claim takes: enough that the rules' first look at a
+/// million leads another system inserted takes seconds, few enough that
+/// they are back within milliseconds.
+const LOOK_AHEAD_BATCH: u32 = 1_000;
+
 /// What the rules make of a claimed lead.
 enum Checked {
     Go(ClaimedLead),
@@ -259,27 +264,37 @@ impl Dispatcher {
             provider: self.provider.cfg.name.clone(),
             max_concurrent: self.campaign.pacing.max_concurrent,
             provider_max_concurrent: self.provider.cfg.max_concurrent_calls,
-            // After a claim the rules turned away whole (leads inserted
-            // outside their window, say), the next looks at a full batch:
-            // those the rules turn away go back together, and callable ones
-            // past `sendable` go back due as they were.
-            batch: if self.look_ahead.load(Ordering::SeqCst) {
-                sendable.max(lifecycle::CLAIM_BATCH_MAX)
-            } else {
-                sendable
-            },
+            batch: sendable,
         };
         let lease = now + lifecycle::claim_lease();
         let started = std::time::Instant::now();
-        let claimed = d.store.claim(&limits, &d.owner, now, lease).await;
+        // After a claim the rules turned away whole (leads inserted outside
+        // their window, say), the next looks at many leads at once, past the
+        // concurrency limits: those the rules turn away go back together,
+        // and callable ones past what may be sent go back due as they were.
+        let claimed = if self.look_ahead.load(Ordering::SeqCst) {
+            let ahead = ClaimLimits {
+                batch: sendable.max(LOOK_AHEAD_BATCH),
+                ..limits
+            };
+            d.store.claim_ahead(&ahead, &d.owner, now, lease).await
+        } else {
+            d.store
+                .claim(&limits, &d.owner, now, lease)
+                .await
+                .map(|c| (c, sendable))
+        };
         self.claim_latency.record(started.elapsed().as_secs_f64());
-        let claimed = match claimed {
+        let (claimed, room) = match claimed {
             Ok(c) => c,
             Err(e) => {
                 self.cell_in_hand.store(true, Ordering::SeqCst);
                 return Err(e.into());
             }
         };
+        // At most this many are sent: the rate's share, and the room the
+        // concurrency limits left.
+        let sendable = sendable.min(room);
         if claimed.is_empty() {
             self.cell_in_hand.store(true, Ordering::SeqCst);
             return Ok(match d.store.next_due(&self.campaign.id).await? {
@@ -310,6 +325,9 @@ impl Dispatcher {
         let mut back = Vec::new();
         let mut cell = true;
         let mut sending = 0;
+        // Callable leads handed back unsent: past the rate's share or the
+        // concurrency limits' room.
+        let mut held_back = 0;
         let claimed_any = !claimed.is_empty();
         for lead in claimed {
             if stop.is_cancelled() {
@@ -322,6 +340,7 @@ impl Dispatcher {
                 Checked::Go(l) => {
                     let due = l.lead.next_attempt_at.unwrap_or(now);
                     back.push((l, LeadNext::pending(due, None)));
+                    held_back += 1;
                     continue;
                 }
                 Checked::Back(l, next) => {
@@ -355,8 +374,10 @@ impl Dispatcher {
             self.cell_in_hand.store(true, Ordering::SeqCst);
         }
         self.hand_back_all(&mut back).await?;
-        self.look_ahead
-            .store(claimed_any && sending == 0, Ordering::SeqCst);
+        self.look_ahead.store(
+            claimed_any && sending == 0 && held_back == 0,
+            Ordering::SeqCst,
+        );
         // Stopping: hand unsent leads back at once instead of waiting for their lease.
         let now = d.clock.now();
         let unsent: Vec<_> = released
@@ -364,6 +385,10 @@ impl Dispatcher {
             .map(|lead| (lead, LeadNext::pending(now, None)))
             .collect();
         d.store.release_all(&unsent, now).await?;
+        if sending == 0 && held_back > 0 {
+            // Callable leads, and no room for them: wait for a call to end.
+            return Ok(Next::Full);
+        }
         Ok(Next::Again)
     }
 

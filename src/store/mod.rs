@@ -204,6 +204,19 @@ pub trait Store: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<ClaimedLead>>;
 
+    /// `claim` for a look ahead: takes up to `limits.batch` due leads
+    /// whatever the concurrency limits, and returns with them how many may
+    /// be called: the room the limits left before this claim. The caller
+    /// sends at most that many and hands the rest back, so the limits hold
+    /// for calls while the rules look at many leads at once.
+    async fn claim_ahead(
+        &self,
+        limits: &ClaimLimits,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<(Vec<ClaimedLead>, u32)>;
+
     /// Earliest `next_attempt_at` of a pending lead of the campaign.
     async fn next_due(&self, campaign_id: &str) -> Result<Option<DateTime<Utc>>>;
 

@@ -179,6 +179,47 @@ async fn insert_leads_on(
     Ok(done.rows_affected())
 }
 
+/// `release` of many claimed leads in one statement, each column as one
+/// array: each lead is changed only if still held by its claim and as the
+/// daemon left it.
+async fn release_all_on(
+    conn: &mut sqlx::PgConnection,
+    leads: &[(ClaimedLead, LeadNext)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let ids: Vec<i64> = leads.iter().map(|(l, _)| l.lead.id).collect();
+    let statuses: Vec<&str> = leads.iter().map(|(_, n)| n.status.as_str()).collect();
+    let dues: Vec<Option<DateTime<Utc>>> = leads
+        .iter()
+        .map(|(_, n)| n.next_attempt_at.map(due))
+        .collect();
+    let outcomes: Vec<Option<&str>> = leads
+        .iter()
+        .map(|(_, n)| n.last_outcome.as_deref())
+        .collect();
+    let owners: Vec<&str> = leads.iter().map(|(l, _)| l.lease_owner.as_str()).collect();
+    sqlx::query(&format!(
+        "UPDATE leads SET status = r.r_status, daemon_status = r.r_status,
+                next_attempt_at = COALESCE(r.r_due, leads.next_attempt_at),
+                daemon_next_attempt_at = COALESCE(r.r_due, leads.next_attempt_at),
+                last_outcome = COALESCE(r.r_outcome, leads.last_outcome),
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+           FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+                AS r(r_id, r_status, r_due, r_outcome, r_owner)
+          WHERE leads.id = r.r_id AND leads.status = 'in_progress'
+            AND leads.lease_owner = r.r_owner AND {AS_LEFT}"
+    ))
+    .bind(now)
+    .bind(ids)
+    .bind(statuses)
+    .bind(dues)
+    .bind(outcomes)
+    .bind(owners)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 store_impl!(PgStore, sqlx::Postgres, PgRow);

@@ -18,6 +18,8 @@
 //!   back with `get_ts`;
 //! - `insert_leads_on(tx, campaign, leads, now)`: inserts new leads, skipping
 //!   numbers the campaign holds, and returns how many were inserted;
+//! - `release_all_on(conn, leads, now)`: `release` of many leads in one
+//!   statement;
 //! - `MIGRATOR`: the dialect's migrations.
 //!
 //! Both dialects take `$1`-style placeholders, so the SQL text is the same.
@@ -255,6 +257,75 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+            /// The claim. `ahead`: the concurrency limits do not bound it;
+            /// instead the room they left before it is counted in the same
+            /// transaction (what is in progress now, less what this claim
+            /// took) and returned. Otherwise the room returned is the number
+            /// claimed.
+            async fn claim_in(
+                &self,
+                limits: &ClaimLimits,
+                ahead: bool,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+            ) -> Result<(Vec<ClaimedLead>, u32)> {
+                // Read before the claim's transaction: it only shapes the
+                // claim, which checks every lead again (a level that gains a
+                // due lead meanwhile is taken by the next claim).
+                let levels: Vec<i64> = sqlx::query_scalar(DUE_PRIORITIES_SQL)
+                    .bind(&limits.campaign_id)
+                    .bind(ts(now))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let (campaign_cap, provider_cap) = if ahead {
+                    (i64::from(u32::MAX), i64::from(u32::MAX))
+                } else {
+                    (i64::from(limits.max_concurrent), i64::from(limits.provider_max_concurrent))
+                };
+                let mut tx = self.pool.begin().await?;
+                if let Some(lock) = CLAIM_LOCK {
+                    sqlx::query(lock).bind(&limits.provider).execute(&mut *tx).await?;
+                }
+                let rows = sqlx::query(&claim_sql(&priority_levels(&levels)))
+                    .bind(owner)
+                    .bind(due(lease_until))
+                    .bind(ts(now))
+                    .bind(&limits.campaign_id)
+                    .bind(limits.batch as i64)
+                    .bind(campaign_cap)
+                    .bind(provider_cap)
+                    .bind(&limits.provider)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut room = rows.len() as i64;
+                if ahead {
+                    // Counted after the claim, under the same lock: the
+                    // claimed leads are in progress now, with a live lease.
+                    let row = sqlx::query(
+                        "SELECT (SELECT count(*) FROM leads
+                                  WHERE campaign_id = $1 AND status = 'in_progress' AND lease_expires_at > $2) AS c,
+                                (SELECT count(*) FROM leads p JOIN campaigns cp ON cp.id = p.campaign_id
+                                  WHERE cp.provider = $3 AND p.status = 'in_progress' AND p.lease_expires_at > $2) AS p",
+                    )
+                    .bind(&limits.campaign_id)
+                    .bind(ts(now))
+                    .bind(&limits.provider)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let taken = rows.len() as i64;
+                    let (c, p): (i64, i64) = (row.try_get("c")?, row.try_get("p")?);
+                    room = (i64::from(limits.max_concurrent) - (c - taken))
+                        .min(i64::from(limits.provider_max_concurrent) - (p - taken))
+                        .clamp(0, taken);
+                }
+                tx.commit().await?;
+                let claimed = claimed(&rows, owner, lease_until, |r| {
+                    Ok((lead_from_row(r)?, r.try_get("next_attempt")?))
+                })?;
+                Ok((claimed, u32::try_from(room).unwrap_or(0)))
+            }
+
             /// Moves the lead of attempt number `attempt` to `next`, when the
             /// lead is as the daemon left it and this is its newest attempt.
             async fn move_lead(
@@ -299,33 +370,17 @@ macro_rules! store_impl {
                 now: DateTime<Utc>,
                 lease_until: DateTime<Utc>,
             ) -> Result<Vec<ClaimedLead>> {
-                // Read before the claim's transaction: it only shapes the
-                // claim, which checks every lead again (a level that gains a
-                // due lead meanwhile is taken by the next claim).
-                let levels: Vec<i64> = sqlx::query_scalar(DUE_PRIORITIES_SQL)
-                    .bind(&limits.campaign_id)
-                    .bind(ts(now))
-                    .fetch_all(&self.pool)
-                    .await?;
-                let mut tx = self.pool.begin().await?;
-                if let Some(lock) = CLAIM_LOCK {
-                    sqlx::query(lock).bind(&limits.provider).execute(&mut *tx).await?;
-                }
-                let rows = sqlx::query(&claim_sql(&priority_levels(&levels)))
-                    .bind(owner)
-                    .bind(due(lease_until))
-                    .bind(ts(now))
-                    .bind(&limits.campaign_id)
-                    .bind(limits.batch as i64)
-                    .bind(limits.max_concurrent as i64)
-                    .bind(limits.provider_max_concurrent as i64)
-                    .bind(&limits.provider)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                claimed(&rows, owner, lease_until, |r| {
-                    Ok((lead_from_row(r)?, r.try_get("next_attempt")?))
-                })
+                Ok(self.claim_in(limits, false, owner, now, lease_until).await?.0)
+            }
+
+            async fn claim_ahead(
+                &self,
+                limits: &ClaimLimits,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+            ) -> Result<(Vec<ClaimedLead>, u32)> {
+                self.claim_in(limits, true, owner, now, lease_until).await
             }
 
             async fn sync_campaigns(&self, campaigns: &[CampaignRow], now: DateTime<Utc>) -> Result<()> {
@@ -399,12 +454,9 @@ macro_rules! store_impl {
                 if leads.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await?;
-                for (lead, next) in leads {
-                    Self::release_on(&mut tx, lead, next, now).await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                // One statement: atomic, and no round trip per lead.
+                let mut conn = self.pool.acquire().await?;
+                release_all_on(&mut conn, leads, ts(now)).await
             }
 
             async fn begin_attempt(

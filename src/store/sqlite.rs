@@ -201,6 +201,45 @@ async fn insert_leads_on(
     Ok(done.rows_affected())
 }
 
+/// `release` of many claimed leads in one statement, the leads travelling
+/// as one JSON array: each is changed only if still held by its claim and
+/// as the daemon left it.
+async fn release_all_on(
+    conn: &mut sqlx::SqliteConnection,
+    leads: &[(ClaimedLead, LeadNext)],
+    now: String,
+) -> Result<()> {
+    let rows: Vec<(i64, &str, Option<String>, Option<&str>, &str)> = leads
+        .iter()
+        .map(|(lead, next)| {
+            (
+                lead.lead.id,
+                next.status.as_str(),
+                next.next_attempt_at.map(due),
+                next.last_outcome.as_deref(),
+                lead.lease_owner.as_str(),
+            )
+        })
+        .collect();
+    // Numbers, strings and nulls only: serialising cannot fail.
+    let rows = serde_json::to_string(&rows).unwrap_or_default();
+    sqlx::query(&format!(
+        "UPDATE leads SET status = r.value ->> 1, daemon_status = r.value ->> 1,
+                next_attempt_at = COALESCE(r.value ->> 2, next_attempt_at),
+                daemon_next_attempt_at = COALESCE(r.value ->> 2, next_attempt_at),
+                last_outcome = COALESCE(r.value ->> 3, last_outcome),
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+           FROM json_each($2) AS r
+          WHERE leads.id = r.value ->> 0 AND leads.status = 'in_progress'
+            AND leads.lease_owner = r.value ->> 4 AND {AS_LEFT}"
+    ))
+    .bind(now)
+    .bind(rows)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 store_impl!(SqliteStore, sqlx::Sqlite, SqliteRow);

@@ -68,6 +68,8 @@ on_both_backends! {
     duplicate_and_older_statuses_change_nothing => stale_statuses;
     import_counts_duplicates => import_duplicates;
     import_keeps_every_field_and_the_batch_order => import_round_trip;
+    look_ahead_claim_takes_past_the_limits_and_says_the_room => claim_ahead_room;
+    release_all_changes_only_leads_still_held_as_left => release_all_held;
     plain_sql_lead_with_two_columns_is_claimed_and_canceled_one_is_not => plain_sql;
     removed_campaign_is_kept_and_marked => removed_campaign;
     lead_with_a_live_call_is_never_claimed_even_when_reopened => reopened_while_live;
@@ -609,6 +611,129 @@ async fn import_round_trip(db: TestDb) {
     assert_eq!(by_phone("+12127360009").lead.variables, vars);
     assert!(by_phone("+12127360001").lead.variables.is_empty());
     assert_eq!(by_phone("+12127360009").lead.next_attempt_at, Some(t0()));
+}
+
+async fn claim_ahead_room(db: TestDb) {
+    setup(&db, 30).await;
+    let now = t0();
+    let lease = now + Duration::minutes(5);
+    // Two leads of the campaign in progress already, by another daemon.
+    let held = db
+        .store
+        .claim(&limits(5, 2), "other", now, lease)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 2);
+    let (got, room) = db
+        .store
+        .claim_ahead(&limits(5, 20), "me", now, lease)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 20, "a look ahead is not bound by max_concurrent");
+    assert_eq!(room, 3, "max_concurrent 5 with 2 in progress before it");
+    // The provider-wide limit bounds the room too.
+    db.store
+        .release_all(
+            &got.into_iter()
+                .map(|l| (l, LeadNext::pending(now, None)))
+                .collect::<Vec<_>>(),
+            now,
+        )
+        .await
+        .unwrap();
+    let mut l = limits(100, 20);
+    l.provider_max_concurrent = 6;
+    let (got, room) = db.store.claim_ahead(&l, "me", now, lease).await.unwrap();
+    assert_eq!((got.len(), room), (20, 4));
+    // Past the limits already (another daemon's claim): no room, never less.
+    let (got, room) = db
+        .store
+        .claim_ahead(&limits(1, 5), "third", now, lease)
+        .await
+        .unwrap();
+    assert_eq!((got.len(), room), (5, 0));
+}
+
+async fn release_all_held(db: TestDb) {
+    setup(&db, 4).await;
+    let now = t0();
+    let lease = now + Duration::minutes(5);
+    let got = db
+        .store
+        .claim(&limits(10, 4), "me", now, lease)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    let phone = |i: usize| got[i].lead.phone.clone();
+    // Another system sets one lead aside while it is held.
+    db.exec(&format!(
+        "UPDATE leads SET status = 'canceled' WHERE phone = '{}'",
+        phone(2)
+    ))
+    .await;
+    // One claimed by someone else, as far as this list says.
+    let mut stranger = got[3].clone();
+    stranger.lease_owner = "someone else".into();
+    let later = now + Duration::hours(3);
+    db.store
+        .release_all(
+            &[
+                (
+                    got[0].clone(),
+                    LeadNext::pending(later, Some("busy".into())),
+                ),
+                (
+                    got[1].clone(),
+                    LeadNext {
+                        status: LeadStatus::Skipped,
+                        next_attempt_at: None,
+                        last_outcome: Some("do_not_call".into()),
+                    },
+                ),
+                (got[2].clone(), LeadNext::pending(later, None)),
+                (stranger, LeadNext::pending(later, None)),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    let row = |p: String| {
+        let db = &db;
+        async move {
+            db.rows(&format!(
+                "SELECT status, last_outcome, lease_owner FROM leads WHERE phone = '{p}'"
+            ))
+            .await
+            .remove(0)
+        }
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(row(phone(0)).await, vec![s("pending"), s("busy"), None]);
+    assert_eq!(
+        row(phone(1)).await,
+        vec![s("skipped"), s("do_not_call"), None]
+    );
+    assert_eq!(row(phone(2)).await, vec![s("canceled"), None, s("me")]);
+    assert_eq!(row(phone(3)).await, vec![s("in_progress"), None, s("me")]);
+    // The pending one is due at its new time, and not before (the lead still
+    // held has its lease run out by then: it is claimable again).
+    let phones_at = |t: DateTime<Utc>| {
+        let db = &db;
+        async move {
+            db.store
+                .claim(&limits(100, 10), "next", t, t + Duration::minutes(5))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.lead.phone)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        phones_at(later - Duration::seconds(1)).await,
+        vec![phone(3)]
+    );
+    assert_eq!(phones_at(later).await, vec![phone(0)]);
 }
 
 async fn plain_sql(db: TestDb) {

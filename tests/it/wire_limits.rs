@@ -331,6 +331,7 @@ async fn rate_at_the_wire(db: TestDb) {
 on_both_backends! {
     live_calls_reach_and_never_pass_the_campaign_max_concurrent => campaign_concurrency;
     live_calls_reach_and_never_pass_the_provider_max_concurrent_calls => provider_concurrency;
+    live_calls_never_pass_max_concurrent_when_the_rules_look_ahead => look_ahead_concurrency;
 }
 
 const CONCURRENCY_SPEED: f64 = 10.0;
@@ -414,6 +415,67 @@ async fn campaign_concurrency(db: TestDb) {
         peak, 5,
         "the campaign never reached its max_concurrent of 5 live calls"
     );
+}
+
+/// Leads the rules turn away first in the claim's order (their zone is at
+/// night), then callable ones: the dispatcher looks ahead at many leads at
+/// once, past the concurrency limits, and may send only the room they left.
+async fn look_ahead_concurrency(db: TestDb) {
+    let _machine = crate::support::measured().await;
+    // 10:00 in New York, midnight in Tokyo.
+    let clock = Clock::scaled("2026-12-01T15:00:00Z".parse().unwrap(), CONCURRENCY_SPEED);
+    let campaign = Campaign {
+        local_hours: "09:00-21:00",
+        ..fast_campaign("a", 5)
+    };
+    let mut rig = rig(
+        &db,
+        clock,
+        Account {
+            requests_per_minute: 1_000_000,
+            max_concurrent_calls: 100,
+        },
+        &[campaign],
+        |_| {
+            let night = (0..300).map(|i| lead(format!("+1212736{i:04}"), Some("Asia/Tokyo")));
+            let day = (0..100).map(|i| lead(format!("+1312555{i:04}"), Some(NEW_YORK)));
+            night.chain(day).collect()
+        },
+        LONG_CALL,
+    )
+    .await;
+    rig.first_arrival(Duration::from_secs(20)).await;
+    tokio::time::sleep(CONCURRENCY_RUN).await;
+    rig.stop().await;
+    let requests = rig.fake.requests();
+    let placed = requests.iter().filter(|r| r.answered == 201).count();
+    let peak = rig.fake.live_peak();
+    let at_night = requests
+        .iter()
+        .filter(|r| r.to.starts_with("+1212"))
+        .count();
+    eprintln!(
+        "{}: 300 leads at night before 100 callable, max_concurrent = 5: {placed} calls placed, at most {peak} live at the fake at once",
+        db.backend()
+    );
+    assert_eq!(at_night, 0, "a lead was called at night in its zone");
+    assert!(
+        peak <= 5,
+        "{peak} calls were live at the provider at once; the campaign's max_concurrent is 5"
+    );
+    assert_eq!(
+        peak, 5,
+        "the campaign never reached its max_concurrent of 5"
+    );
+    assert!(placed >= 15, "only {placed} calls placed");
+    // Every lead at night was looked at once and waits for its morning.
+    let waiting = db
+        .scalar(
+            "SELECT count(*) FROM leads WHERE phone LIKE '+1212%' AND status = 'pending' \
+             AND lease_owner IS NULL AND next_attempt_at > updated_at",
+        )
+        .await;
+    assert_eq!(waiting, 300, "leads at night not moved to their opening");
 }
 
 async fn provider_concurrency(db: TestDb) {
