@@ -209,16 +209,16 @@ async fn release_all_on(
     leads: &[(ClaimedLead, LeadNext)],
     now: String,
 ) -> Result<()> {
-    let rows: Vec<(i64, &str, Option<String>, Option<&str>, &str)> = leads
+    let rows: Vec<_> = leads
         .iter()
         .map(|(lead, next)| {
-            (
+            serde_json::json!([
                 lead.lead.id,
                 next.status.as_str(),
                 next.next_attempt_at.map(due),
-                next.last_outcome.as_deref(),
-                lead.lease_owner.as_str(),
-            )
+                next.last_outcome,
+                lead.lease_owner,
+            ])
         })
         .collect();
     // Numbers, strings and nulls only: serialising cannot fail.
