@@ -118,10 +118,18 @@ pub(super) fn recent_attempts_of_sql(n: usize) -> String {
     )
 }
 
+/// An attempt by its id or by the provider's call id: two index lookups.
+/// Written as one `OR`, SQLite read every attempt of the provider; and with
+/// `provider = $1` indexable beside `id = $2`, both planners may pick the
+/// provider's range over the primary key (`|| ''` keeps it a plain filter).
 pub(super) fn find_attempt_sql() -> String {
     format!(
         "SELECT {ATTEMPT_COLS}, {LEAD_COLS} FROM call_attempts a JOIN leads l ON l.id = a.lead_id
-          WHERE a.provider = $1 AND (a.id = $2 OR a.provider_call_id = $3) LIMIT 1"
+          WHERE a.id = $2 AND a.provider || '' = $1
+         UNION ALL
+         SELECT {ATTEMPT_COLS}, {LEAD_COLS} FROM call_attempts a JOIN leads l ON l.id = a.lead_id
+          WHERE a.provider = $1 AND a.provider_call_id = $3
+         LIMIT 1"
     )
 }
 
