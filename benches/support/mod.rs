@@ -2,6 +2,7 @@
 //! database per run, and the raw pool a benchmark reads figures from.
 
 /// A benchmark's own connection to its database, beside the store.
+#[derive(Clone)]
 pub enum Raw {
     Sqlite(sqlx::SqlitePool),
     Pg(sqlx::PgPool),
