@@ -108,9 +108,12 @@ async fn within_budget(db: TestDb) {
         &daemon_toml(&db.url, &url),
         &[("c1.toml", CAMPAIGN)],
     );
+    // Due at the test clock's start: inserted with the database's own clock,
+    // they would wait until the test clock reached the real time of day.
     for i in 0..600 {
         db.exec(&format!(
-            "INSERT INTO leads (campaign_id, phone) VALUES ('c1', '+1212555{i:04}')"
+            "INSERT INTO leads (campaign_id, phone, next_attempt_at) \
+             VALUES ('c1', '+1212555{i:04}', '2026-12-01T14:00:00Z')"
         ))
         .await;
     }
