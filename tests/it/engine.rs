@@ -114,8 +114,9 @@ async fn thousand_leads(db: TestDb) {
         .add_dnc(&["+12127360007".to_string()], "test", clock.now())
         .await
         .unwrap();
-    // Inserted with the database's clock, which is behind the test clock's start only in real time.
-    db.exec("UPDATE leads SET next_attempt_at = created_at")
+    // Due at the test clock's start: the rows inserted by SQL took the
+    // database's own time of day, which may be hours past it.
+    db.exec("UPDATE leads SET next_attempt_at = '2026-12-01T14:00:00Z'")
         .await;
 
     let settled = run_until_settled(&db, clock, dir.path(), Duration::from_secs(150)).await;
