@@ -13,11 +13,10 @@
 use dialer::store::{CampaignRow, ClaimLimits, Store};
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::Raw;
+use support::{binary, peak_kib, Raw};
 
 const CLAIMS: usize = 200;
 /// How long `dialer run` dials after its first call, for its peak RSS.
@@ -31,22 +30,6 @@ fn now() -> chrono::DateTime<chrono::Utc> {
         use chrono::SubsecRound;
         chrono::Utc::now().trunc_subsecs(0)
     })
-}
-
-fn binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/dialer")
-}
-
-/// Peak RSS in KiB of `pid` so far (VmHWM), from /proc.
-fn peak_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 async fn attempts(raw: &Raw) -> i64 {

@@ -12,22 +12,14 @@
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
 use dialer::engine;
-use dialer::store::{NewLead, Store};
-use serde_json::Map;
+use dialer::store::Store;
 use std::sync::Arc;
 mod support;
 
 use std::time::{Duration, Instant};
-use support::Raw;
+use support::{env_or, leads, median, Raw};
 
 const LIMIT: Duration = Duration::from_secs(600);
-
-fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn config(dir: &std::path::Path, url: &str) -> dialer::config::Loaded {
     std::fs::create_dir_all(dir.join("campaigns")).unwrap();
@@ -67,23 +59,6 @@ local_hours = "off"
     )
     .unwrap();
     dialer::config::load(&dir.join("dialer.toml")).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn leads(n: usize) -> Vec<NewLead> {
-    (0..n)
-        .map(|i| NewLead {
-            // 212 and 310 numbers, exchanges from 230: all distinct and valid.
-            phone: format!(
-                "+1{}{:03}{:04}",
-                if i % 2 == 0 { 212 } else { 310 },
-                230 + i / 20_000,
-                (i / 2) % 10_000
-            ),
-            name: None,
-            timezone: None,
-            variables: Map::new(),
-        })
-        .collect()
 }
 
 struct Figures {
@@ -137,11 +112,6 @@ async fn one_run(
         placed_per_s: rate(placed_at),
         settled_per_s: rate(settled_at),
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn report(label: &str, runs: Vec<Figures>) {

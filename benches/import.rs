@@ -4,16 +4,13 @@
 //!
 //! `cargo build --release && cargo bench --bench import`
 
+mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{binary, peak_kib};
 
 const ROWS: usize = 1_000_000;
-
-fn binary() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.join("target/release/dialer")
-}
 
 fn write_config(dir: &Path, url: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("campaigns")).expect("campaigns dir");
@@ -44,18 +41,6 @@ fn write_csv(path: &Path) {
         ));
     }
     std::fs::write(path, s).expect("csv");
-}
-
-/// Peak RSS in KiB of `pid` while it runs, sampled from /proc.
-fn peak_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn run(label: &str, dir: &Path, url: &str, csv: &Path) {

@@ -33,24 +33,17 @@ use axum::{Json, Router};
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
 use dialer::engine;
-use dialer::store::{NewLead, Store};
-use serde_json::{json, Map, Value};
+use dialer::store::Store;
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-#[allow(dead_code)]
 mod support;
+use support::{env_or, leads, median};
 
 const LIMIT: Duration = Duration::from_secs(600);
 const API_KEY: &str = "rr-bench-key";
 const PROVIDER: &str = "rr";
-
-fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The fake RevRing account: counts place requests and the connections
 /// accepted, keeps the first place body it received, and ends every call at
@@ -213,23 +206,6 @@ local_hours = "off"
     dialer::config::load(&dir.join("dialer.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn leads(n: usize) -> Vec<NewLead> {
-    (0..n)
-        .map(|i| NewLead {
-            // 212 and 310 numbers, exchanges from 230: all distinct and valid.
-            phone: format!(
-                "+1{}{:03}{:04}",
-                if i % 2 == 0 { 212 } else { 310 },
-                230 + i / 20_000,
-                (i / 2) % 10_000
-            ),
-            name: None,
-            timezone: None,
-            variables: Map::new(),
-        })
-        .collect()
-}
-
 /// How much each run does.
 #[derive(Clone, Copy)]
 struct Sizes {
@@ -318,11 +294,6 @@ async fn bare(loaded: &dialer::config::Loaded, url: String, body: Bytes, sizes: 
     for t in tasks {
         t.await.unwrap();
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn report(label: &str, runs: Vec<Figures>, concurrency: usize) {

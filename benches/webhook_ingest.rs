@@ -21,9 +21,9 @@ use chrono::Utc;
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
 use dialer::engine;
-use dialer::store::{ClaimLimits, NewLead, Store};
+use dialer::store::{ClaimLimits, Store};
 use hmac::{Hmac, Mac};
-use serde_json::{json, Map};
+use serde_json::json;
 use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,20 +31,13 @@ use std::sync::Arc;
 mod support;
 
 use std::time::{Duration, Instant};
-use support::Raw;
+use support::{env_or, leads, median, Raw};
 
 const SECRET: &str = "vd-bench-webhook-secret";
 const CAMPAIGN: &str = "vd";
 const PROVIDER: &str = "voicedock";
 /// Attempts the setup commits at once.
 const SETUP_TASKS: usize = 8;
-
-fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn config(dir: &std::path::Path, url: &str) -> dialer::config::Loaded {
     std::fs::create_dir_all(dir.join("campaigns")).unwrap();
@@ -79,23 +72,6 @@ poll_interval = "1h"
     )
     .unwrap();
     dialer::config::load(&dir.join("dialer.toml")).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn leads(n: usize) -> Vec<NewLead> {
-    (0..n)
-        .map(|i| NewLead {
-            // 212 and 310 numbers, exchanges from 230: all distinct and valid.
-            phone: format!(
-                "+1{}{:03}{:04}",
-                if i % 2 == 0 { 212 } else { 310 },
-                230 + i / 20_000,
-                (i / 2) % 10_000
-            ),
-            name: None,
-            timezone: None,
-            variables: Map::new(),
-        })
-        .collect()
 }
 
 /// One placed attempt: (attempt id, provider call id).
@@ -411,11 +387,6 @@ async fn one_run(
         if all { "" } else { " — NOT EVERY EVENT WAS APPLIED" }
     );
     figures
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn report_median(label: &str, runs: &[Figures]) {
