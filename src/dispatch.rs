@@ -157,7 +157,7 @@ struct Dispatcher {
     /// A rate cell taken for a claim that sent nothing, kept for the next.
     cell_in_hand: AtomicBool,
     /// The last claim's leads were all turned away by the rules: the next
-    /// claim takes a full batch.
+    /// claim looks ahead (`Store::claim_ahead`).
     look_ahead: AtomicBool,
     /// Attempt tasks of earlier claims not yet committed or given up (most
     /// wait for the provider's request budget).
@@ -392,7 +392,7 @@ impl Dispatcher {
         Ok(Next::Again)
     }
 
-    /// Hands back the leads the rules turned away, in one transaction.
+    /// Hands back the leads the rules turned away, in one statement.
     async fn hand_back_all(&self, back: &mut Vec<(ClaimedLead, LeadNext)>) -> anyhow::Result<()> {
         if back.is_empty() {
             return Ok(());

@@ -224,7 +224,7 @@ pub trait Store: Send + Sync {
     /// instant, or a final status (`skipped` with its reason, `exhausted`).
     async fn release(&self, lead: &ClaimedLead, next: &LeadNext, now: DateTime<Utc>) -> Result<()>;
 
-    /// `release` for many leads in one transaction (one commit): the leads
+    /// `release` for many leads in one statement: the leads
     /// of a claim the rules turned away, such as the first look at leads
     /// another system inserted outside their window.
     async fn release_all(

@@ -240,31 +240,6 @@ macro_rules! store_impl {
         }
 
         impl $store {
-            async fn release_on(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                lead: &ClaimedLead,
-                next: &LeadNext,
-                now: DateTime<Utc>,
-            ) -> Result<()> {
-                sqlx::query(&format!(
-                    "UPDATE leads SET status = $1, daemon_status = $1,
-                            next_attempt_at = COALESCE($2, next_attempt_at),
-                            daemon_next_attempt_at = COALESCE($2, next_attempt_at),
-                            last_outcome = COALESCE($3, last_outcome),
-                            lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
-                      WHERE id = $5 AND status = 'in_progress' AND lease_owner = $6 AND {AS_LEFT}"
-                ))
-                .bind(next.status.as_str())
-                .bind(next.next_attempt_at.map(due))
-                .bind(&next.last_outcome)
-                .bind(ts(now))
-                .bind(lead.lead.id)
-                .bind(&lead.lease_owner)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            }
-
             /// The claim. `ahead`: the concurrency limits do not bound it;
             /// instead the room they left before it is counted in the same
             /// transaction (what is in progress now, less what this claim
@@ -454,8 +429,10 @@ macro_rules! store_impl {
             }
 
             async fn release(&self, lead: &ClaimedLead, next: &LeadNext, now: DateTime<Utc>) -> Result<()> {
+                // The same statement as for many leads: one place decides
+                // what a hand-back may change.
                 let mut conn = self.pool.acquire().await?;
-                Self::release_on(&mut conn, lead, next, now).await
+                release_all_on(&mut conn, &[(lead.clone(), next.clone())], ts(now)).await
             }
 
             async fn release_all(&self, leads: &[(ClaimedLead, LeadNext)], now: DateTime<Utc>) -> Result<()> {
