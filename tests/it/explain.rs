@@ -89,6 +89,15 @@ async fn add_attempts(dir: &Path) {
         .execute(&pool)
         .await
         .unwrap();
+    // Due before every case's instant: the import made them due at the real
+    // time of day, which may be past some cases.
+    sqlx::query(
+        "UPDATE leads SET next_attempt_at = '2026-12-01T00:00:00Z', \
+         daemon_next_attempt_at = '2026-12-01T00:00:00Z'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 }
 
 struct Case {
