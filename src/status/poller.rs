@@ -171,14 +171,20 @@ pub async fn poll_once(
         for o in chunk {
             last_polled.insert(o.attempt.id.clone(), polled_at);
         }
-        for p in polled {
+        let mut applying = Vec::with_capacity(polled.len());
+        for p in &polled {
             let Some(o) = by_id.get(p.attempt_id.as_str()) else {
                 continue;
             };
             if p.status.outcome.is_some() {
                 ended.insert(o.attempt.id.clone());
             }
-            if apply(daemon, o, &p.status).await? == crate::store::Settled::Applied {
+            applying.push(apply(daemon, o, &p.status));
+        }
+        // Together: the store commits the statuses of a batch in one
+        // transaction rather than one after another.
+        for settled in futures_util::future::join_all(applying).await {
+            if settled? == crate::store::Settled::Applied {
                 applied += 1;
             }
         }

@@ -15,6 +15,7 @@
 //! - *the attempt is the lead's newest*: an older attempt's late status
 //!   never moves the lead.
 
+mod group;
 #[macro_use]
 mod shared;
 mod postgres;

@@ -4,10 +4,11 @@
 //! selects with `FOR UPDATE SKIP LOCKED`. Times are `timestamptz`, stored in
 //! whole seconds like SQLite's; JSON is `jsonb`.
 
+use super::group::{Group, Tx};
 use super::shared::{
     claimed, dnc_of_sql, find_attempt_sql, open_attempts_sql, priority_levels,
-    recent_attempts_of_sql, AS_LEFT, COUNTED, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
-    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED, DUE_PRIORITIES_SQL,
+    HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::ceil_second;
@@ -17,6 +18,8 @@ use sqlx::{PgPool, Row};
 
 pub struct PgStore {
     pool: PgPool,
+    /// Writes grouped into shared transactions (`group`).
+    group: Group<sqlx::Postgres>,
 }
 
 /// A due time the claim cannot compare (a `timestamptz` is always readable).
@@ -49,7 +52,10 @@ impl PgStore {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(PgStore { pool })
+        // Two writers for the default eight connections: one commits while
+        // the other runs its group; the rest of the pool serves reads.
+        let group = Group::start(pool.clone(), (max_connections as usize / 4).clamp(1, 4));
+        Ok(PgStore { pool, group })
     }
 
     pub fn pool(&self) -> &PgPool {

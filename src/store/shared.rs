@@ -141,9 +141,31 @@ pub(super) fn open_attempts_sql() -> String {
     )
 }
 
-use super::Result;
+use super::{NumberCap, Result};
 use crate::domain::{ClaimedLead, Lead};
 use chrono::{DateTime, Utc};
+
+/// `begin_attempt`'s arguments, owned: the write runs on the group's writer.
+pub(super) struct BeginArgs {
+    pub lead: ClaimedLead,
+    pub provider: String,
+    pub from_number: Option<String>,
+    pub caps: Vec<NumberCap>,
+    pub lease_until: DateTime<Utc>,
+    pub unknown_due: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// `attempt_placed`'s arguments, owned.
+pub(super) struct PlacedArgs {
+    pub lead_id: i64,
+    pub attempt_id: String,
+    pub attempt: i32,
+    pub provider_call_id: String,
+    pub provider_status: String,
+    pub lease_until: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
 
 /// The leads a claim returned, highest priority and longest due first.
 pub(super) fn claimed<R>(
@@ -337,6 +359,259 @@ macro_rules! store_impl {
                 .await?;
                 Ok(moved.rows_affected() == 1)
             }
+
+            /// `begin_attempt`'s writes. A savepoint of its own: a cap found
+            /// reached, or an attempt number found taken, undoes the lease
+            /// and due time written first, and nothing else of the group.
+            async fn begin_attempt_in(tx: &mut Tx<$db>, a: &BeginArgs) -> Result<Begun> {
+                let lead = &a.lead;
+                let mut tx = sqlx::Connection::begin(&mut **tx).await?;
+                // Whoever holds the number's lock counts its attempts and
+                // commits before the next one counts: the caps hold across
+                // campaigns and daemons.
+                if let Some(lock) = NUMBER_LOCK {
+                    sqlx::query(lock).bind(&lead.lead.phone).execute(&mut *tx).await?;
+                }
+                // Until the request's fate is known, the lead's due time is
+                // the `unknown` retry delay: a crash now can never make it due
+                // earlier.
+                let held = sqlx::query(&format!(
+                    "UPDATE leads SET lease_expires_at = $1, next_attempt_at = $2, daemon_next_attempt_at = $2,
+                            last_attempt_at = $3, updated_at = $3
+                      WHERE id = $4 AND status = 'in_progress' AND lease_owner = $5 AND {AS_LEFT}"
+                ))
+                .bind(due(a.lease_until))
+                .bind(due(a.unknown_due))
+                .bind(ts(a.now))
+                .bind(lead.lead.id)
+                .bind(&lead.lease_owner)
+                .execute(&mut *tx)
+                .await?;
+                if held.rows_affected() == 0 {
+                    return Ok(Begun::NotHeld); // lease lost, or another system changed the lead
+                }
+                for (period, max) in &a.caps {
+                    // No upper bound at `now`: an attempt committed while this
+                    // one waited for the lock may carry a later instant, and
+                    // it counts all the same.
+                    let counted: i64 = sqlx::query_scalar(NUMBER_ATTEMPTS_SQL)
+                        .bind(&lead.lead.phone)
+                        .bind(ts(a.now - *period))
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if counted >= i64::from(*max) {
+                        // Dropping the savepoint undoes the lease and due
+                        // time written above: the lead stays as claimed.
+                        return Ok(Begun::Capped);
+                    }
+                }
+                let reused = sqlx::query(
+                    "UPDATE call_attempts SET state = 'sending', requested_at = $1, from_number = $2,
+                            provider = $3, error = NULL
+                      WHERE lead_id = $4 AND attempt = $5 AND state = 'not_placed'
+                     RETURNING id",
+                )
+                .bind(ts(a.now))
+                .bind(&a.from_number)
+                .bind(&a.provider)
+                .bind(lead.lead.id)
+                .bind(lead.attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let id = match reused {
+                    Some(row) => row.try_get("id")?,
+                    None => {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        let inserted = sqlx::query(
+                            "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number, state, requested_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, 'sending', $8)
+                             ON CONFLICT (lead_id, attempt) DO NOTHING",
+                        )
+                        .bind(&id)
+                        .bind(lead.lead.id)
+                        .bind(&lead.lead.campaign_id)
+                        .bind(lead.attempt)
+                        .bind(&a.provider)
+                        .bind(&a.from_number)
+                        .bind(&lead.lead.phone)
+                        .bind(ts(a.now))
+                        .execute(&mut *tx)
+                        .await?;
+                        if inserted.rows_affected() == 0 {
+                            // That attempt number exists and counts: never send it twice.
+                            return Ok(Begun::NotHeld);
+                        }
+                        id
+                    }
+                };
+                sqlx::query(&format!("UPDATE leads SET attempts = {COUNTED} WHERE id = $1"))
+                    .bind(lead.lead.id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Begun::Attempt(Box::new(Attempt {
+                    id,
+                    lead_id: lead.lead.id,
+                    campaign_id: lead.lead.campaign_id.clone(),
+                    attempt: lead.attempt,
+                    provider: a.provider.clone(),
+                    provider_call_id: None,
+                    from_number: a.from_number.clone(),
+                    to_number: lead.lead.phone.clone(),
+                    state: AttemptState::Sending,
+                    provider_status: None,
+                    status_at: None,
+                    outcome: None,
+                    error: None,
+                    requested_at: a.now,
+                })))
+            }
+
+            async fn attempt_not_placed_in(
+                tx: &mut Tx<$db>,
+                lead_id: i64,
+                attempt_id: &str,
+                reason: &str,
+                next: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> Result<()> {
+                sqlx::query(
+                    "UPDATE call_attempts SET state = 'not_placed', error = $1 WHERE id = $2 AND state = 'sending'",
+                )
+                .bind(reason)
+                .bind(attempt_id)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(&format!(
+                    "UPDATE leads SET status = 'pending', daemon_status = 'pending',
+                            next_attempt_at = $1, daemon_next_attempt_at = $1,
+                            lease_owner = NULL, lease_expires_at = NULL
+                      WHERE id = $2 AND status = 'in_progress' AND {AS_LEFT}"
+                ))
+                .bind(due(next))
+                .bind(lead_id)
+                .execute(&mut **tx)
+                .await?;
+                // The attempt no longer counts, whoever holds the lead now.
+                sqlx::query(&format!("UPDATE leads SET attempts = {COUNTED}, updated_at = $1 WHERE id = $2"))
+                    .bind(ts(now))
+                    .bind(lead_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn attempt_placed_in(tx: &mut Tx<$db>, a: &PlacedArgs) -> Result<()> {
+                // A webhook or a poll may have settled the attempt before the
+                // answer came back: keep its state, only record the call id.
+                // No status time is stamped: ours and the provider's clocks
+                // are never compared.
+                sqlx::query(
+                    "UPDATE call_attempts SET
+                            provider_call_id = COALESCE(provider_call_id, $1),
+                            provider_status = CASE WHEN state = 'sending' THEN $2 ELSE provider_status END,
+                            state = CASE WHEN state = 'sending' THEN 'placed' ELSE state END
+                      WHERE id = $3",
+                )
+                .bind(&a.provider_call_id)
+                .bind(&a.provider_status)
+                .bind(&a.attempt_id)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(&format!(
+                    "UPDATE leads SET lease_expires_at = $1, updated_at = $2
+                      WHERE id = $3 AND status = 'in_progress' AND {AS_LEFT}
+                        AND $4 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)"
+                ))
+                .bind(due(a.lease_until))
+                .bind(ts(a.now))
+                .bind(a.lead_id)
+                .bind(a.attempt)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn attempt_unknown_in(
+                tx: &mut Tx<$db>,
+                attempt_id: &str,
+                error: &str,
+                lead_next: &LeadNext,
+                now: DateTime<Utc>,
+            ) -> Result<bool> {
+                let row = sqlx::query(
+                    "UPDATE call_attempts SET state = 'unknown', outcome = 'unknown', error = $1
+                      WHERE id = $2 AND state IN ('sending', 'placed')
+                     RETURNING lead_id, attempt",
+                )
+                .bind(error)
+                .bind(attempt_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(false);
+                };
+                Self::move_lead(tx, row.try_get("lead_id")?, row.try_get("attempt")?, lead_next, now)
+                    .await?;
+                Ok(true)
+            }
+
+            async fn settle_in(
+                tx: &mut Tx<$db>,
+                attempt_id: &str,
+                status: &CallStatus,
+                lead_next: Option<&LeadNext>,
+                now: DateTime<Utc>,
+            ) -> Result<Settled> {
+                let row = sqlx::query(
+                    "UPDATE call_attempts SET
+                            state = CASE WHEN $1 IS NOT NULL THEN 'ended'
+                                         WHEN state = 'sending' THEN 'placed' ELSE state END,
+                            outcome = COALESCE($1, outcome),
+                            provider_status = $2, status_at = COALESCE($3, status_at),
+                            provider_call_id = COALESCE(provider_call_id, $4),
+                            answered_at = COALESCE($5, answered_at), ended_at = COALESCE($6, ended_at),
+                            duration_seconds = COALESCE($7, duration_seconds),
+                            hangup_cause = COALESCE($8, hangup_cause), error = COALESCE($9, error),
+                            summary = COALESCE($10, summary), transcript = COALESCE($11, transcript),
+                            recording_url = COALESCE($12, recording_url)
+                      WHERE id = $13
+                        AND CASE WHEN $1 IS NOT NULL
+                                 -- an end: the first real one wins; a synthetic `unknown` never blocks it
+                                 THEN state <> 'ended' OR outcome = 'unknown'
+                                 -- a live status: while the call is open, not older by the
+                                 -- provider's own clock, and not a duplicate
+                                 ELSE state IN ('sending', 'placed', 'unknown')
+                                      AND (status_at IS NULL OR $3 IS NULL OR status_at <= $3)
+                                      AND NOT (provider_status IS NOT DISTINCT FROM $2
+                                               AND status_at IS NOT DISTINCT FROM $3)
+                            END
+                     RETURNING lead_id, attempt",
+                )
+                .bind(status.outcome.map(|o| o.as_str()))
+                .bind(&status.provider_status)
+                .bind(status.status_at.map(ts))
+                .bind(&status.provider_call_id)
+                .bind(status.answered_at.map(ts))
+                .bind(status.ended_at.map(ts))
+                .bind(status.duration_seconds)
+                .bind(&status.hangup_cause)
+                .bind(&status.error)
+                .bind(&status.summary)
+                .bind(status.transcript.clone().map(json))
+                .bind(&status.recording_url)
+                .bind(attempt_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(Settled::Stale);
+                };
+                if let Some(next) = lead_next {
+                    Self::move_lead(tx, row.try_get("lead_id")?, row.try_get("attempt")?, next, now)
+                        .await?;
+                }
+                Ok(Settled::Applied)
+            }
         }
 
         #[async_trait]
@@ -454,106 +729,16 @@ macro_rules! store_impl {
                 unknown_due: DateTime<Utc>,
                 now: DateTime<Utc>,
             ) -> Result<Begun> {
-                let mut tx = self.pool.begin().await?;
-                // Whoever holds the number's lock counts its attempts and
-                // commits before the next one counts: the caps hold across
-                // campaigns and daemons.
-                if let Some(lock) = NUMBER_LOCK {
-                    sqlx::query(lock).bind(&lead.lead.phone).execute(&mut *tx).await?;
-                }
-                // Until the request's fate is known, the lead's due time is
-                // the `unknown` retry delay: a crash now can never make it due
-                // earlier.
-                let held = sqlx::query(&format!(
-                    "UPDATE leads SET lease_expires_at = $1, next_attempt_at = $2, daemon_next_attempt_at = $2,
-                            last_attempt_at = $3, updated_at = $3
-                      WHERE id = $4 AND status = 'in_progress' AND lease_owner = $5 AND {AS_LEFT}"
-                ))
-                .bind(due(lease_until))
-                .bind(due(unknown_due))
-                .bind(ts(now))
-                .bind(lead.lead.id)
-                .bind(&lead.lease_owner)
-                .execute(&mut *tx)
-                .await?;
-                if held.rows_affected() == 0 {
-                    return Ok(Begun::NotHeld); // lease lost, or another system changed the lead
-                }
-                for (period, max) in caps {
-                    // No upper bound at `now`: an attempt committed while this
-                    // one waited for the lock may carry a later instant, and
-                    // it counts all the same.
-                    let counted: i64 = sqlx::query_scalar(NUMBER_ATTEMPTS_SQL)
-                    .bind(&lead.lead.phone)
-                    .bind(ts(now - *period))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if counted >= i64::from(*max) {
-                        // Dropping the transaction undoes the lease and due
-                        // time written above: the lead stays as claimed.
-                        return Ok(Begun::Capped);
-                    }
-                }
-                let reused = sqlx::query(
-                    "UPDATE call_attempts SET state = 'sending', requested_at = $1, from_number = $2,
-                            provider = $3, error = NULL
-                      WHERE lead_id = $4 AND attempt = $5 AND state = 'not_placed'
-                     RETURNING id",
-                )
-                .bind(ts(now))
-                .bind(from_number)
-                .bind(provider)
-                .bind(lead.lead.id)
-                .bind(lead.attempt)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let id = match reused {
-                    Some(row) => row.try_get("id")?,
-                    None => {
-                        let id = uuid::Uuid::new_v4().to_string();
-                        let inserted = sqlx::query(
-                            "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number, state, requested_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, 'sending', $8)
-                             ON CONFLICT (lead_id, attempt) DO NOTHING",
-                        )
-                        .bind(&id)
-                        .bind(lead.lead.id)
-                        .bind(&lead.lead.campaign_id)
-                        .bind(lead.attempt)
-                        .bind(provider)
-                        .bind(from_number)
-                        .bind(&lead.lead.phone)
-                        .bind(ts(now))
-                        .execute(&mut *tx)
-                        .await?;
-                        if inserted.rows_affected() == 0 {
-                            // That attempt number exists and counts: never send it twice.
-                            return Ok(Begun::NotHeld);
-                        }
-                        id
-                    }
-                };
-                sqlx::query(&format!("UPDATE leads SET attempts = {COUNTED} WHERE id = $1"))
-                    .bind(lead.lead.id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Begun::Attempt(Box::new(Attempt {
-                    id,
-                    lead_id: lead.lead.id,
-                    campaign_id: lead.lead.campaign_id.clone(),
-                    attempt: lead.attempt,
+                let args = BeginArgs {
+                    lead: lead.clone(),
                     provider: provider.to_string(),
-                    provider_call_id: None,
                     from_number: from_number.map(str::to_string),
-                    to_number: lead.lead.phone.clone(),
-                    state: AttemptState::Sending,
-                    provider_status: None,
-                    status_at: None,
-                    outcome: None,
-                    error: None,
-                    requested_at: now,
-                })))
+                    caps: caps.to_vec(),
+                    lease_until,
+                    unknown_due,
+                    now,
+                };
+                self.group.write(args, |tx, a| Box::pin(Self::begin_attempt_in(tx, a))).await
             }
 
             async fn attempt_not_placed(
@@ -563,32 +748,12 @@ macro_rules! store_impl {
                 next: DateTime<Utc>,
                 now: DateTime<Utc>,
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "UPDATE call_attempts SET state = 'not_placed', error = $1 WHERE id = $2 AND state = 'sending'",
-                )
-                .bind(reason)
-                .bind(&attempt.id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(&format!(
-                    "UPDATE leads SET status = 'pending', daemon_status = 'pending',
-                            next_attempt_at = $1, daemon_next_attempt_at = $1,
-                            lease_owner = NULL, lease_expires_at = NULL
-                      WHERE id = $2 AND status = 'in_progress' AND {AS_LEFT}"
-                ))
-                .bind(due(next))
-                .bind(attempt.lead_id)
-                .execute(&mut *tx)
-                .await?;
-                // The attempt no longer counts, whoever holds the lead now.
-                sqlx::query(&format!("UPDATE leads SET attempts = {COUNTED}, updated_at = $1 WHERE id = $2"))
-                    .bind(ts(now))
-                    .bind(attempt.lead_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
+                let args = (attempt.lead_id, attempt.id.clone(), reason.to_string(), next, now);
+                self.group
+                    .write(args, |tx, (lead_id, id, reason, next, now)| {
+                        Box::pin(Self::attempt_not_placed_in(tx, *lead_id, id, reason, *next, *now))
+                    })
+                    .await
             }
 
             async fn attempt_placed(
@@ -599,36 +764,16 @@ macro_rules! store_impl {
                 lease_until: DateTime<Utc>,
                 now: DateTime<Utc>,
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                // A webhook or a poll may have settled the attempt before the
-                // answer came back: keep its state, only record the call id.
-                // No status time is stamped: ours and the provider's clocks
-                // are never compared.
-                sqlx::query(
-                    "UPDATE call_attempts SET
-                            provider_call_id = COALESCE(provider_call_id, $1),
-                            provider_status = CASE WHEN state = 'sending' THEN $2 ELSE provider_status END,
-                            state = CASE WHEN state = 'sending' THEN 'placed' ELSE state END
-                      WHERE id = $3",
-                )
-                .bind(provider_call_id)
-                .bind(provider_status)
-                .bind(&attempt.id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(&format!(
-                    "UPDATE leads SET lease_expires_at = $1, updated_at = $2
-                      WHERE id = $3 AND status = 'in_progress' AND {AS_LEFT}
-                        AND $4 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)"
-                ))
-                .bind(due(lease_until))
-                .bind(ts(now))
-                .bind(attempt.lead_id)
-                .bind(attempt.attempt)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(())
+                let args = PlacedArgs {
+                    lead_id: attempt.lead_id,
+                    attempt_id: attempt.id.clone(),
+                    attempt: attempt.attempt,
+                    provider_call_id: provider_call_id.to_string(),
+                    provider_status: provider_status.to_string(),
+                    lease_until,
+                    now,
+                };
+                self.group.write(args, |tx, a| Box::pin(Self::attempt_placed_in(tx, a))).await
             }
 
             async fn attempt_unknown(
@@ -638,23 +783,12 @@ macro_rules! store_impl {
                 lead_next: &LeadNext,
                 now: DateTime<Utc>,
             ) -> Result<bool> {
-                let mut tx = self.pool.begin().await?;
-                let row = sqlx::query(
-                    "UPDATE call_attempts SET state = 'unknown', outcome = 'unknown', error = $1
-                      WHERE id = $2 AND state IN ('sending', 'placed')
-                     RETURNING lead_id, attempt",
-                )
-                .bind(error)
-                .bind(attempt_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    return Ok(false);
-                };
-                Self::move_lead(&mut tx, row.try_get("lead_id")?, row.try_get("attempt")?, lead_next, now)
-                    .await?;
-                tx.commit().await?;
-                Ok(true)
+                let args = (attempt_id.to_string(), error.to_string(), lead_next.clone(), now);
+                self.group
+                    .write(args, |tx, (id, error, next, now)| {
+                        Box::pin(Self::attempt_unknown_in(tx, id, error, next, *now))
+                    })
+                    .await
             }
 
             async fn settle(
@@ -664,56 +798,12 @@ macro_rules! store_impl {
                 lead_next: Option<&LeadNext>,
                 now: DateTime<Utc>,
             ) -> Result<Settled> {
-                let mut tx = self.pool.begin().await?;
-                let row = sqlx::query(
-                    "UPDATE call_attempts SET
-                            state = CASE WHEN $1 IS NOT NULL THEN 'ended'
-                                         WHEN state = 'sending' THEN 'placed' ELSE state END,
-                            outcome = COALESCE($1, outcome),
-                            provider_status = $2, status_at = COALESCE($3, status_at),
-                            provider_call_id = COALESCE(provider_call_id, $4),
-                            answered_at = COALESCE($5, answered_at), ended_at = COALESCE($6, ended_at),
-                            duration_seconds = COALESCE($7, duration_seconds),
-                            hangup_cause = COALESCE($8, hangup_cause), error = COALESCE($9, error),
-                            summary = COALESCE($10, summary), transcript = COALESCE($11, transcript),
-                            recording_url = COALESCE($12, recording_url)
-                      WHERE id = $13
-                        AND CASE WHEN $1 IS NOT NULL
-                                 -- an end: the first real one wins; a synthetic `unknown` never blocks it
-                                 THEN state <> 'ended' OR outcome = 'unknown'
-                                 -- a live status: while the call is open, not older by the
-                                 -- provider's own clock, and not a duplicate
-                                 ELSE state IN ('sending', 'placed', 'unknown')
-                                      AND (status_at IS NULL OR $3 IS NULL OR status_at <= $3)
-                                      AND NOT (provider_status IS NOT DISTINCT FROM $2
-                                               AND status_at IS NOT DISTINCT FROM $3)
-                            END
-                     RETURNING lead_id, attempt",
-                )
-                .bind(status.outcome.map(|o| o.as_str()))
-                .bind(&status.provider_status)
-                .bind(status.status_at.map(ts))
-                .bind(&status.provider_call_id)
-                .bind(status.answered_at.map(ts))
-                .bind(status.ended_at.map(ts))
-                .bind(status.duration_seconds)
-                .bind(&status.hangup_cause)
-                .bind(&status.error)
-                .bind(&status.summary)
-                .bind(status.transcript.clone().map(json))
-                .bind(&status.recording_url)
-                .bind(attempt_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    return Ok(Settled::Stale);
-                };
-                if let Some(next) = lead_next {
-                    Self::move_lead(&mut tx, row.try_get("lead_id")?, row.try_get("attempt")?, next, now)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(Settled::Applied)
+                let args = (attempt_id.to_string(), status.clone(), lead_next.cloned(), now);
+                self.group
+                    .write(args, |tx, (id, status, next, now)| {
+                        Box::pin(Self::settle_in(tx, id, status, next.as_ref(), *now))
+                    })
+                    .await
             }
 
             async fn give_up(&self, attempt_id: &str) -> Result<()> {

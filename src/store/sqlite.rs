@@ -6,10 +6,11 @@
 //! seconds, `Z`), whose text order is time order; a trigger normalises due
 //! times that other systems write in SQLite's own forms.
 
+use super::group::{Group, Tx};
 use super::shared::{
     claimed, dnc_of_sql, find_attempt_sql, open_attempts_sql, priority_levels,
-    recent_attempts_of_sql, AS_LEFT, COUNTED, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
-    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED, DUE_PRIORITIES_SQL,
+    HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::{ceil_second, rfc3339};
@@ -22,6 +23,8 @@ use std::time::Duration;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Writes grouped into shared transactions (`group`).
+    group: Group<sqlx::Sqlite>,
 }
 
 /// A due time the claim cannot compare as text.
@@ -78,7 +81,8 @@ impl SqliteStore {
             .max_connections(max_connections)
             .connect_with(opts)
             .await?;
-        Ok(SqliteStore { pool })
+        let group = Group::start(pool.clone(), 1);
+        Ok(SqliteStore { pool, group })
     }
 
     pub fn pool(&self) -> &SqlitePool {

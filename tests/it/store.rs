@@ -81,6 +81,7 @@ on_both_backends! {
     two_campaigns_racing_for_one_number_commit_one_attempt_under_its_cap => shared_number_cap;
     two_campaigns_sharing_numbers_call_each_once_and_wait_for_the_cap => shared_numbers_daemon;
     each_open_attempt_is_polled_by_one_daemon_at_a_time => poll_split;
+    writes_committed_together_keep_each_callers_own_result => grouped_writes;
 }
 
 async fn two_claimers(db: TestDb) {
@@ -1439,4 +1440,127 @@ async fn poll_split(db: TestDb) {
         later, ids,
         "free again once the first daemon's turn ran out"
     );
+}
+
+/// Attempts of many leads begun at once share transactions: one that fails
+/// in the database, and one whose number is capped, change nothing of the
+/// others, and each caller learns its own fate.
+async fn grouped_writes(db: TestDb) {
+    const N: usize = 60;
+    let now = t0();
+    setup(&db, N).await;
+    let claimed = db
+        .store
+        .claim(
+            &limits(1_000, N as u32),
+            "me",
+            now,
+            now + Duration::minutes(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), N);
+    let phone = |i: usize| format!("+1212736{i:04}");
+    // The database refuses any attempt to lead 17's number...
+    let refused = phone(17);
+    match db.backend() {
+        "sqlite" => {
+            db.exec(&format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON call_attempts WHEN NEW.to_number = '{refused}'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            ))
+            .await;
+        }
+        _ => {
+            db.exec(&format!(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.to_number = '{refused}' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                 RETURN NEW; END $$"
+            ))
+            .await;
+            db.exec("CREATE TRIGGER refuse BEFORE INSERT ON call_attempts FOR EACH ROW EXECUTE FUNCTION refuse()")
+                .await;
+        }
+    }
+    // ...and lead 40's number was called an hour ago (its cap is one a day).
+    let capped = phone(40);
+    let capped_id = claimed
+        .iter()
+        .find(|c| c.lead.phone == capped)
+        .unwrap()
+        .lead
+        .id;
+    db.exec(&format!(
+        "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, to_number, state, requested_at)
+         VALUES ('earlier', {capped_id}, 'c1', 0, 'sim', '{capped}', 'ended', '2026-12-01T14:00:00Z')"
+    ))
+    .await;
+    let begins = claimed.iter().map(|lead| {
+        let store = db.store.clone();
+        let lead = lead.clone();
+        tokio::spawn(async move {
+            let begun = store
+                .begin_attempt(
+                    &lead,
+                    "sim",
+                    None,
+                    &[(Duration::hours(24), 1)],
+                    now + Duration::minutes(2),
+                    now + Duration::hours(2),
+                    now,
+                )
+                .await;
+            (lead.lead.phone.clone(), begun)
+        })
+    });
+    let mut began = 0;
+    for handle in begins.collect::<Vec<_>>() {
+        let (phone, begun) = handle.await.unwrap();
+        match begun {
+            Err(e) => assert_eq!(phone, refused, "{}: {phone} failed: {e}", db.backend()),
+            Ok(Begun::Capped) => assert_eq!(phone, capped, "{}: {phone} capped", db.backend()),
+            Ok(Begun::Attempt(a)) => {
+                assert!(
+                    phone != refused && phone != capped,
+                    "{}: {phone} began",
+                    db.backend()
+                );
+                assert_eq!(a.to_number, phone);
+                began += 1;
+            }
+            Ok(other) => panic!("{}: {phone}: {other:?}", db.backend()),
+        }
+    }
+    assert_eq!(began, N - 2, "{}", db.backend());
+    // What each caller was told is what the database holds.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM call_attempts WHERE state = 'sending'")
+            .await,
+        (N - 2) as i64
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM leads WHERE attempts = 1 AND last_attempt_at IS NOT NULL")
+            .await,
+        (N - 2) as i64
+    );
+    // The refused and the capped leads are still held as claimed, untouched.
+    let untouched = db
+        .rows(&format!(
+            "SELECT phone, status, lease_owner, last_attempt_at FROM leads
+              WHERE phone IN ('{refused}', '{capped}') ORDER BY phone"
+        ))
+        .await;
+    for (row, p) in untouched.iter().zip([&refused, &capped]) {
+        assert_eq!(
+            row,
+            &vec![
+                Some(p.clone()),
+                Some("in_progress".into()),
+                Some("me".into()),
+                None
+            ],
+            "{}",
+            db.backend()
+        );
+    }
 }
