@@ -361,7 +361,7 @@ impl Dispatcher {
             let me = self.clone();
             let unsent = Unsent::new(self);
             tracker.spawn(async move {
-                if let Err(e) = me.attempt(lead.clone(), unsent).await {
+                if let Err(e) = me.attempt(lead.clone(), known, unsent).await {
                     tracing::error!(campaign = %me.campaign.id, lead = lead.lead.id, error = %e, "attempt failed; lead handed back");
                     // An attempt may already be committed: the lead waits
                     // for the `unknown` retry delay, as after a lost request.
@@ -487,7 +487,13 @@ impl Dispatcher {
     }
 
     /// Commits the attempt, places the call, records what the provider said.
-    async fn attempt(&self, lead: ClaimedLead, unsent: Unsent) -> anyhow::Result<()> {
+    /// `known`: the number's facts as read for the claim's batch.
+    async fn attempt(
+        &self,
+        lead: ClaimedLead,
+        known: NumberFacts,
+        unsent: Unsent,
+    ) -> anyhow::Result<()> {
         let d = &self.daemon;
         let c = &self.campaign;
         let p = &self.provider;
@@ -504,9 +510,12 @@ impl Dispatcher {
         };
         // Checked again at the instant recorded as the attempt's
         // `requested_at`: the lead may have waited for its turn past the
-        // window's end, or its number joined the do-not-call list meanwhile.
+        // window's end. The number's facts are the batch's: what may have
+        // changed since (an attempt by another campaign or daemon, the
+        // do-not-call list) is read again by `begin_attempt` in the
+        // transaction that commits the attempt.
         let now = d.clock.now();
-        let verdict = self.verdict(&lead.lead, now).await?;
+        let verdict = self.judge(&lead.lead, now, &known);
         if !verdict.callable {
             return self.not_callable(&lead, &verdict, now).await;
         }
@@ -546,14 +555,16 @@ impl Dispatcher {
                 tracing::info!(campaign = %c.id, lead = lead.lead.id, "lead no longer held (lease lost or stopped by another system); not dialled");
                 return Ok(());
             }
-            Begun::Capped => {
+            Begun::Capped | Begun::DoNotCall => {
                 // Another campaign or daemon called the number since the
-                // check above: the rules, reading that attempt too, say when.
+                // batch's facts were read, or the number joined the
+                // do-not-call list: the rules, reading the facts again, say
+                // when (or that the lead is skipped).
                 // Judged at a fresh instant, since that attempt may have been
                 // stamped after `now`.
                 let now = d.clock.now();
                 let verdict = self.verdict(&lead.lead, now).await?;
-                tracing::info!(campaign = %c.id, lead = lead.lead.id, blocked_by = ?verdict.blocked_by, "number's attempt cap reached by another call; not dialled");
+                tracing::info!(campaign = %c.id, lead = lead.lead.id, blocked_by = ?verdict.blocked_by, "number capped by another call or put on the do-not-call list since the claim; not dialled");
                 if verdict.callable {
                     // The rules see no cap reached (the competing attempt was
                     // refused before placing, or is stamped after this

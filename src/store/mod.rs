@@ -140,6 +140,9 @@ pub enum Begun {
     /// One of the number's caps is reached, counting attempts committed by
     /// any campaign or daemon: nothing committed, the lead is still held.
     Capped,
+    /// The number is on the do-not-call list: nothing committed, the lead
+    /// is still held.
+    DoNotCall,
 }
 
 impl Begun {
@@ -147,7 +150,7 @@ impl Begun {
     pub fn into_attempt(self) -> Option<Attempt> {
         match self {
             Begun::Attempt(a) => Some(*a),
-            Begun::NotHeld | Begun::Capped => None,
+            Begun::NotHeld | Begun::Capped | Begun::DoNotCall => None,
         }
     }
 }
@@ -242,7 +245,9 @@ pub trait Store: Send + Sync {
     /// attempts in it). They are counted inside the transaction that commits
     /// the attempt, over every campaign, serialised per number across
     /// daemons, so two claims of one number cannot both pass a cap; a
-    /// reached cap commits nothing (`Begun::Capped`).
+    /// reached cap commits nothing (`Begun::Capped`). The do-not-call list
+    /// is read in the same transaction: a number on it commits nothing
+    /// (`Begun::DoNotCall`), however recently it was added.
     #[allow(clippy::too_many_arguments)]
     async fn begin_attempt(
         &self,

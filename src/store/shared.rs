@@ -89,6 +89,8 @@ pub(super) fn priority_levels(due: &[i64]) -> Vec<String> {
 /// exactly the text the store runs.
 pub(super) const NEXT_DUE_SQL: &str =
     "SELECT min(next_attempt_at) AS t FROM leads WHERE campaign_id = $1 AND status = 'pending'";
+/// Whether a number is on the do-not-call list (0 or 1).
+pub(super) const DNC_ONE_SQL: &str = "SELECT count(*) FROM dnc WHERE phone = $1";
 pub(super) const NUMBER_ATTEMPTS_SQL: &str = "SELECT count(*) FROM call_attempts
       WHERE to_number = $1 AND state <> 'not_placed' AND requested_at > $2";
 
@@ -389,6 +391,16 @@ macro_rules! store_impl {
                 .await?;
                 if held.rows_affected() == 0 {
                     return Ok(Begun::NotHeld); // lease lost, or another system changed the lead
+                }
+                // Read after the first write: a SQLite transaction holds the
+                // write lock from its first statement.
+                let dnc: i64 = sqlx::query_scalar(DNC_ONE_SQL)
+                    .bind(&lead.lead.phone)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if dnc > 0 {
+                    // Dropping the savepoint undoes the lease and due time.
+                    return Ok(Begun::DoNotCall);
                 }
                 for (period, max) in &a.caps {
                     // No upper bound at `now`: an attempt committed while this

@@ -82,6 +82,7 @@ on_both_backends! {
     two_campaigns_sharing_numbers_call_each_once_and_wait_for_the_cap => shared_numbers_daemon;
     each_open_attempt_is_polled_by_one_daemon_at_a_time => poll_split;
     writes_committed_together_keep_each_callers_own_result => grouped_writes;
+    a_number_put_on_the_do_not_call_list_after_the_claim_commits_no_attempt => dnc_after_claim;
 }
 
 async fn two_claimers(db: TestDb) {
@@ -1563,4 +1564,67 @@ async fn grouped_writes(db: TestDb) {
             db.backend()
         );
     }
+}
+
+async fn dnc_after_claim(db: TestDb) {
+    let now = t0();
+    setup(&db, 2).await;
+    let claimed = db
+        .store
+        .claim(&limits(100, 2), "me", now, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    // The callee opts out between the claim and the attempt.
+    let (out, other) = (&claimed[0], &claimed[1]);
+    db.store
+        .add_dnc(std::slice::from_ref(&out.lead.phone), "opt-out", now)
+        .await
+        .unwrap();
+    let store = db.store.clone();
+    let begin = |lead: ClaimedLead| {
+        let store = store.clone();
+        async move {
+            store
+                .begin_attempt(
+                    &lead,
+                    "sim",
+                    None,
+                    &[],
+                    now + Duration::minutes(2),
+                    now + Duration::hours(2),
+                    now,
+                )
+                .await
+        }
+    };
+    assert_eq!(
+        begin(out.clone()).await.unwrap(),
+        Begun::DoNotCall,
+        "{}",
+        db.backend()
+    );
+    assert!(matches!(
+        begin(other.clone()).await.unwrap(),
+        Begun::Attempt(_)
+    ));
+    // No attempt to the opted-out number, and its lead still held as claimed.
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM call_attempts WHERE to_number = '{}'",
+            out.lead.phone
+        ))
+        .await,
+        0
+    );
+    let rows = db
+        .rows(&format!(
+            "SELECT status, lease_owner, last_attempt_at FROM leads WHERE id = {}",
+            out.lead.id
+        ))
+        .await;
+    assert_eq!(
+        rows[0],
+        vec![Some("in_progress".into()), Some("me".into()), None]
+    );
 }
