@@ -1581,31 +1581,14 @@ async fn dnc_after_claim(db: TestDb) {
         .add_dnc(std::slice::from_ref(&out.lead.phone), "opt-out", now)
         .await
         .unwrap();
-    let store = db.store.clone();
-    let begin = |lead: ClaimedLead| {
-        let store = store.clone();
-        async move {
-            store
-                .begin_attempt(
-                    &lead,
-                    "sim",
-                    None,
-                    &[],
-                    now + Duration::minutes(2),
-                    now + Duration::hours(2),
-                    now,
-                )
-                .await
-        }
-    };
     assert_eq!(
-        begin(out.clone()).await.unwrap(),
+        begin_capped(db.store.as_ref(), out, now).await,
         Begun::DoNotCall,
         "{}",
         db.backend()
     );
     assert!(matches!(
-        begin(other.clone()).await.unwrap(),
+        begin_capped(db.store.as_ref(), other, now).await,
         Begun::Attempt(_)
     ));
     // No attempt to the opted-out number, and its lead still held as claimed.
