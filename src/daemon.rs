@@ -37,6 +37,8 @@ pub struct Daemon {
     /// claimed lead is handed back, so a campaign waiting at a concurrency
     /// limit claims again at once instead of polling the database.
     slots: BTreeMap<String, Notify>,
+    /// `[[outbound_webhooks]]`: one delivery loop each.
+    pub outbound: Vec<crate::config::OutboundWebhookConfig>,
 }
 
 impl Daemon {
@@ -55,12 +57,15 @@ impl Daemon {
                 }),
             );
         }
-        Ok(Self::with_providers(
-            store,
-            clock,
-            providers,
-            &loaded.campaigns,
-        ))
+        let mut daemon = Self::with_providers(store, clock, providers, &loaded.campaigns);
+        let outbound = loaded.daemon.outbound_webhooks.clone();
+        for w in &outbound {
+            daemon.metrics.register_outbound(&w.name);
+        }
+        Arc::get_mut(&mut daemon)
+            .expect("the daemon is not shared yet")
+            .outbound = outbound;
+        Ok(daemon)
     }
 
     /// Builds a daemon around ready-made provider handles (tests inject
@@ -103,6 +108,7 @@ impl Daemon {
             metrics,
             heartbeats: Heartbeats::default(),
             slots,
+            outbound: Vec::new(),
         })
     }
 
@@ -121,6 +127,15 @@ impl Daemon {
             self.metrics.register_campaign(&c.id, &c.provider);
         }
         self.campaigns_tx.send_replace(index(campaigns));
+        Ok(())
+    }
+
+    /// Writes `outbound_routes` for the configured outbound webhooks, so
+    /// that from now on the changes they want leave events in `outbox`.
+    pub async fn sync_outbound_routes(&self) -> anyhow::Result<()> {
+        self.store
+            .sync_outbound_routes(&crate::outbound::routes(&self.outbound))
+            .await?;
         Ok(())
     }
 

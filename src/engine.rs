@@ -58,6 +58,14 @@ pub fn start(daemon: Arc<Daemon>, listener: Option<tokio::net::TcpListener>) -> 
             move || crate::audit::run(d.clone()),
         )));
     }
+    for w in &daemon.outbound {
+        let (d, w2) = (daemon.clone(), w.clone());
+        tasks.push(tokio::spawn(supervised(
+            format!("outbound webhook {}", w.name),
+            daemon.shutdown.clone(),
+            move || crate::outbound::run(d.clone(), w2.clone()),
+        )));
+    }
     if let Some(listener) = listener {
         tasks.push(tokio::spawn(serve(
             daemon.clone(),

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod lifecycle;
 pub mod live;
 pub mod metrics;
+pub mod outbound;
 pub mod pacing;
 pub mod phone;
 pub mod provider;

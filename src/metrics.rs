@@ -31,6 +31,11 @@ pub const WEBHOOKS_ACCEPTED: &str = "dialer_webhooks_accepted_total";
 pub const WEBHOOKS_REFUSED: &str = "dialer_webhooks_refused_total";
 pub const DATABASE_ERRORS: &str = "dialer_database_errors_total";
 pub const BUILD_INFO: &str = "dialer_build_info";
+pub const OUTBOUND_DELIVERED: &str = "dialer_outbound_delivered_total";
+pub const OUTBOUND_FAILURES: &str = "dialer_outbound_failures_total";
+pub const OUTBOUND_GIVEN_UP: &str = "dialer_outbound_given_up_total";
+pub const OUTBOUND_BACKLOG: &str = "dialer_outbound_backlog";
+pub const OUTBOUND_OLDEST: &str = "dialer_outbound_oldest_seconds";
 
 /// How stale the database gauges may be when `/metrics` is scraped: a
 /// scrape reads the database at most this often, whatever the scrape rate.
@@ -208,6 +213,18 @@ impl Metrics {
             "Webhook deliveries refused, by provider and reason (too_large = 413, unauthorized = 401, bad_request = 400, unknown_provider = 404, database = 503).",
         );
         c(
+            OUTBOUND_DELIVERED,
+            "Outbound webhook events the receiver acknowledged with a 2xx, by webhook.",
+        );
+        c(
+            OUTBOUND_FAILURES,
+            "Outbound webhook deliveries that failed (non-2xx, timeout, connection error) and are tried again, by webhook.",
+        );
+        c(
+            OUTBOUND_GIVEN_UP,
+            "Outbound webhook events given up (older than give_up_after, never delivered), by webhook.",
+        );
+        c(
             DATABASE_ERRORS,
             "Database statements that failed (each is retried or handed back).",
         );
@@ -225,6 +242,14 @@ impl Metrics {
         g(
             PROVIDER_PAUSED,
             "1 while placing on the provider is paused (429, unusable account, outage), with the reason; read from the database.",
+        );
+        g(
+            OUTBOUND_BACKLOG,
+            "Outbound webhook events neither delivered nor given up, by webhook, read from the database.",
+        );
+        g(
+            OUTBOUND_OLDEST,
+            "Age in seconds of the oldest undelivered outbound webhook event, by webhook (0 when none).",
         );
         g(
             BUILD_INFO,
@@ -325,6 +350,36 @@ impl Metrics {
 
     pub fn webhook_refused_for(&self, provider: &str, reason: Refused) {
         self.webhook_refused(provider, reason).increment(1);
+    }
+
+    /// Every series of an outbound webhook, at 0 until something happens.
+    pub fn register_outbound(&self, webhook: &str) {
+        for name in [OUTBOUND_DELIVERED, OUTBOUND_FAILURES, OUTBOUND_GIVEN_UP] {
+            self.counter(name, &[("webhook", webhook)]).absolute(0);
+        }
+        self.outbound_backlog(webhook, 0, 0.0);
+    }
+
+    pub fn outbound_delivered(&self, webhook: &str) {
+        self.counter(OUTBOUND_DELIVERED, &[("webhook", webhook)])
+            .increment(1);
+    }
+
+    pub fn outbound_failed(&self, webhook: &str) {
+        self.counter(OUTBOUND_FAILURES, &[("webhook", webhook)])
+            .increment(1);
+    }
+
+    pub fn outbound_given_up(&self, webhook: &str) {
+        self.counter(OUTBOUND_GIVEN_UP, &[("webhook", webhook)])
+            .increment(1);
+    }
+
+    pub fn outbound_backlog(&self, webhook: &str, events: i64, oldest_seconds: f64) {
+        self.gauge(OUTBOUND_BACKLOG, &[("webhook", webhook)])
+            .set(events as f64);
+        self.gauge(OUTBOUND_OLDEST, &[("webhook", webhook)])
+            .set(oldest_seconds);
     }
 
     pub fn database_error(&self) {

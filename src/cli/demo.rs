@@ -121,6 +121,7 @@ pub async fn run(leads: usize) -> CliResult {
 
     let daemon = Daemon::new(store.clone(), clock.clone(), &loaded)?;
     daemon.set_campaigns(&loaded.campaigns).await?;
+    daemon.sync_outbound_routes().await?;
     let running = engine::start(daemon.clone(), None);
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();

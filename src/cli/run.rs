@@ -25,6 +25,7 @@ pub async fn run(config_path: &Path, log: Option<&LogGuard>) -> CliResult {
     let clock = Clock::system();
     let daemon = Daemon::new(store, clock, &loaded)?;
     daemon.set_campaigns(&loaded.campaigns).await?;
+    daemon.sync_outbound_routes().await?;
     let listener = tokio::net::TcpListener::bind(loaded.daemon.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", loaded.daemon.server.listen))?;

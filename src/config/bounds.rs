@@ -82,6 +82,14 @@ pub const RETRY_AFTER: Span = Span {
     ..Span::new(secs(1), "1s", secs(365 * DAY), "365d")
 };
 
+/// `outbound_webhooks[].timeout`: as `request_timeout`.
+pub const OUTBOUND_TIMEOUT: Span = Span::new(secs(1), "1s", secs(5 * MINUTE), "5m");
+/// `outbound_webhooks[].retry_min` / `retry_max`: the first and the longest
+/// wait between deliveries of one event.
+pub const OUTBOUND_RETRY: Span = Span::new(Duration::from_millis(100), "100ms", secs(DAY), "1d");
+/// `outbound_webhooks[].give_up_after`: how old an undelivered event may get.
+pub const OUTBOUND_GIVE_UP: Span = Span::new(secs(MINUTE), "1m", secs(365 * DAY), "365d");
+
 /// `database.max_connections`: beyond a thousand a PostgreSQL server refuses anyway.
 pub const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
 /// `providers.<name>.requests_per_minute`.

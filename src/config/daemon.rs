@@ -18,6 +18,8 @@ pub struct DaemonConfig {
     pub log: LogConfig,
     pub campaigns_dir: PathBuf,
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// `[[outbound_webhooks]]`, in file order.
+    pub outbound_webhooks: Vec<OutboundWebhookConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,26 @@ pub struct ProviderConfig {
     /// answers.
     pub pause_after_unknown: u32,
     pub sim: Option<SimConfig>,
+}
+
+/// Events an outbound webhook can ask for.
+pub const OUTBOUND_EVENTS: [&str; 3] = ["attempt.ended", "lead.final", "lead.skipped"];
+
+/// One `[[outbound_webhooks]]` entry: where outcomes are pushed.
+#[derive(Debug, Clone)]
+pub struct OutboundWebhookConfig {
+    /// Names its events in `outbox`; the URL when the file sets none.
+    pub name: String,
+    pub url: String,
+    pub secret: Secret,
+    /// A subset of `OUTBOUND_EVENTS`.
+    pub events: Vec<String>,
+    /// `None`: every campaign.
+    pub campaigns: Option<Vec<String>>,
+    pub timeout: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub give_up_after: Duration,
 }
 
 /// `pause_after_unknown` when the file does not set it.
@@ -213,6 +235,7 @@ pub(super) fn load(
             }
         }
     }
+    let outbound_webhooks = outbound_webhooks(path, &mut t);
     t.finish();
     name_overriding_variables(path, &mut problems.list);
 
@@ -224,6 +247,7 @@ pub(super) fn load(
             log,
             campaigns_dir,
             providers,
+            outbound_webhooks,
         },
         problems.list,
     ))
@@ -317,6 +341,83 @@ fn resolve_sqlite_url(file: &Path, state_dir: Option<&Path>, url: &str) -> Resul
     } else {
         Err("must start with sqlite:// or postgres://".into())
     }
+}
+
+/// Reads `[[outbound_webhooks]]`: each needs `url` and a secret; names must
+/// differ (they key the events in `outbox`).
+fn outbound_webhooks(file: &Path, t: &mut Table<'_>) -> Vec<OutboundWebhookConfig> {
+    let mut out: Vec<OutboundWebhookConfig> = Vec::new();
+    for (prefix, map) in t.array_of_tables("outbound_webhooks") {
+        let mut w = Table::new(map, &prefix, t.problems);
+        let url = w.req::<String>("url");
+        if let Some(u) = &url {
+            match reqwest::Url::parse(u) {
+                Ok(p) if matches!(p.scheme(), "http" | "https") => {}
+                _ => w.problem("url", format!("`{u}` is not an http(s) URL")),
+            }
+        }
+        let name = w.opt::<String>("name").or_else(|| url.clone());
+        let secret = secret(file, &mut w, "secret", None);
+        if secret.is_none() && !w.has("secret_env") && !w.has("secret_file") {
+            w.problem(
+                "secret_env",
+                "set secret_env or secret_file: events are signed",
+            );
+        }
+        let events = match w.opt::<Vec<String>>("events") {
+            None => OUTBOUND_EVENTS.iter().map(|e| e.to_string()).collect(),
+            Some(list) => {
+                for e in list
+                    .iter()
+                    .filter(|e| !OUTBOUND_EVENTS.contains(&e.as_str()))
+                {
+                    w.problem(
+                        "events",
+                        format!(
+                            "`{e}` is not an event; expected any of {}",
+                            OUTBOUND_EVENTS.join(", ")
+                        ),
+                    );
+                }
+                if list.is_empty() {
+                    w.problem("events", "names no event");
+                }
+                list
+            }
+        };
+        let campaigns = w.opt::<Vec<String>>("campaigns");
+        let timeout = w.duration_in("timeout", &bounds::OUTBOUND_TIMEOUT);
+        let retry_min = w.duration_in("retry_min", &bounds::OUTBOUND_RETRY);
+        let retry_max = w.duration_in("retry_max", &bounds::OUTBOUND_RETRY);
+        let give_up_after = w.duration_in("give_up_after", &bounds::OUTBOUND_GIVE_UP);
+        let (retry_min, retry_max) = (
+            retry_min.unwrap_or(Duration::from_secs(1)),
+            retry_max.unwrap_or(Duration::from_secs(300)),
+        );
+        if retry_max < retry_min {
+            w.problem("retry_max", "must not be shorter than retry_min");
+        }
+        if let Some(n) = &name {
+            if out.iter().any(|o| &o.name == n) {
+                w.problem("name", format!("`{n}` names another outbound webhook too"));
+            }
+        }
+        w.finish();
+        if let (Some(name), Some(url), Some(secret)) = (name, url, secret) {
+            out.push(OutboundWebhookConfig {
+                name,
+                url,
+                secret,
+                events,
+                campaigns,
+                timeout: timeout.unwrap_or(Duration::from_secs(10)),
+                retry_min,
+                retry_max,
+                give_up_after: give_up_after.unwrap_or(Duration::from_secs(3 * 24 * 3600)),
+            });
+        }
+    }
+    out
 }
 
 fn provider(

@@ -9,8 +9,8 @@ mod table;
 
 pub use campaign::{load_campaigns, CampaignConfig, Compliance, Pacing, RetryPolicy, WindowConfig};
 pub use daemon::{
-    DaemonConfig, DatabaseConfig, LogConfig, LogFormat, ProviderConfig, ProviderKind, ServerConfig,
-    SimConfig,
+    DaemonConfig, DatabaseConfig, LogConfig, LogFormat, OutboundWebhookConfig, ProviderConfig,
+    ProviderKind, ServerConfig, SimConfig, OUTBOUND_EVENTS,
 };
 pub use table::{parse_duration, Problem, Problems};
 

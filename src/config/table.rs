@@ -201,6 +201,34 @@ impl<'p> Table<'p> {
         }
     }
 
+    /// An array of tables (`[[key]]`), each with its path prefix
+    /// (`key[0]`), for `Table::new`; empty when absent (or reported when
+    /// not an array of tables).
+    pub fn array_of_tables(&mut self, key: &str) -> Vec<(String, Map<String, Value>)> {
+        self.used.insert(key.to_string());
+        let Some(value) = self.map.get(key).cloned() else {
+            return Vec::new();
+        };
+        let prefix = self.path(key);
+        let ValueKind::Array(items) = value.kind else {
+            self.problem(
+                key,
+                "must be an array of tables (write each entry as a [[table]])",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            match item.kind {
+                ValueKind::Table(map) => out.push((format!("{prefix}[{i}]"), map)),
+                _ => self
+                    .problems
+                    .add(format!("{prefix}[{i}]"), "must be a table"),
+            }
+        }
+        out
+    }
+
     /// Raw entries of this table not yet read (for maps with free keys).
     pub fn take_all(&mut self) -> Vec<(String, Value)> {
         let entries: Vec<_> = self

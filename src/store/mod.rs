@@ -391,6 +391,75 @@ pub trait Store: Send + Sync {
     /// Attempts whose call may be live (`sending`, `placed`), per provider,
     /// over every campaign and daemon.
     async fn live_calls_by_provider(&self) -> Result<BTreeMap<String, i64>>;
+
+    /// Replaces the rows of `outbound_routes` with these: from now on, each
+    /// change a route wants writes an event into `outbox` in its own
+    /// transaction (database triggers).
+    async fn sync_outbound_routes(&self, routes: &[OutboundRoute]) -> Result<()>;
+
+    /// Leases up to `limit` events of `webhook` for delivery until
+    /// `lease_until`: due ones (`next_try_at` passed, no live lease) that
+    /// are the oldest undelivered event of their lead, so a lead's events
+    /// leave one at a time and in order. Oldest first.
+    async fn take_outbox(
+        &self,
+        webhook: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxEvent>>;
+
+    /// Records what delivering events did, in one transaction.
+    async fn outbox_results(&self, results: &[OutboxResult], now: DateTime<Utc>) -> Result<()>;
+
+    /// Per webhook: events neither delivered nor given up, and the oldest one's `created_at`.
+    async fn outbox_backlog(&self) -> Result<BTreeMap<String, (i64, Option<DateTime<Utc>>)>>;
+
+    /// Deletes events delivered before `before`; returns how many.
+    async fn outbox_purge(&self, before: DateTime<Utc>) -> Result<u64>;
+}
+
+/// A row of `outbound_routes`: which events one outbound webhook wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRoute {
+    pub webhook: String,
+    /// `attempt.ended`, `lead.final`, `lead.skipped`.
+    pub events: Vec<String>,
+    /// `None`: every campaign.
+    pub campaigns: Option<Vec<String>>,
+}
+
+/// An event of `outbox`, leased for delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    /// Order of events (per lead, the order of the changes they report).
+    pub seq: i64,
+    pub event_id: String,
+    pub event: String,
+    pub campaign_id: String,
+    pub lead_id: i64,
+    pub data: Value,
+    pub created_at: DateTime<Utc>,
+    /// Deliveries tried before this one.
+    pub tries: i64,
+}
+
+/// What one delivery of an `outbox` event did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxResult {
+    pub seq: i64,
+    pub fate: OutboxFate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxFate {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Failed; tried again at `at`.
+    Retry { error: String, at: DateTime<Utc> },
+    /// Failed, and older than the webhook's `give_up_after`: never sent again.
+    GaveUp { error: String },
 }
 
 /// One number's facts for the rules, as `Store::number_facts` reads them.

@@ -68,6 +68,9 @@ impl PgStore {
 const CLAIM_LOCK: Option<&str> =
     Some("SELECT pg_advisory_xact_lock(hashtext('dialer.claim:' || $1))");
 
+/// The outbox lease: another daemon skips the events being leased.
+const OUTBOX_LOCK: &str = "FOR UPDATE SKIP LOCKED";
+
 /// Serialises `begin_attempt` per phone number across daemons: its count of
 /// the number's attempts and its insert are one step for every campaign.
 const NUMBER_LOCK: Option<&str> =

@@ -1182,6 +1182,127 @@ macro_rules! store_impl {
                     .map(|r| Ok((r.try_get("provider")?, r.try_get("n")?)))
                     .collect()
             }
+
+            async fn sync_outbound_routes(&self, routes: &[OutboundRoute]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM outbound_routes").execute(&mut *tx).await?;
+                for r in routes {
+                    let framed = |v: &[String]| format!(",{},", v.join(","));
+                    sqlx::query("INSERT INTO outbound_routes (webhook, events, campaigns) VALUES ($1, $2, $3)")
+                        .bind(&r.webhook)
+                        .bind(framed(&r.events))
+                        .bind(r.campaigns.as_deref().map(framed))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn take_outbox(
+                &self,
+                webhook: &str,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<OutboxEvent>> {
+                let rows = sqlx::query(&format!(
+                    "UPDATE outbox SET lease_owner = $2, lease_until = $4
+                      WHERE id IN (
+                        SELECT o.id FROM outbox o
+                         WHERE o.webhook = $1 AND o.delivered_at IS NULL AND o.gave_up_at IS NULL
+                           AND (o.next_try_at IS NULL OR o.next_try_at <= $3)
+                           AND (o.lease_until IS NULL OR o.lease_until <= $3)
+                           AND NOT EXISTS (SELECT 1 FROM outbox p
+                                WHERE p.webhook = o.webhook AND p.lead_id = o.lead_id AND p.id < o.id
+                                  AND p.delivered_at IS NULL AND p.gave_up_at IS NULL)
+                         ORDER BY o.id LIMIT $5 {OUTBOX_LOCK})
+                      RETURNING id, event_id, event, campaign_id, lead_id, payload, created_at, tries"
+                ))
+                .bind(webhook)
+                .bind(owner)
+                .bind(ts(now))
+                .bind(due(lease_until))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut events = rows
+                    .iter()
+                    .map(|r| {
+                        let tries: i32 = r.try_get("tries")?;
+                        Ok(OutboxEvent {
+                            seq: r.try_get("id")?,
+                            event_id: r.try_get("event_id")?,
+                            event: r.try_get("event")?,
+                            campaign_id: r.try_get("campaign_id")?,
+                            lead_id: r.try_get("lead_id")?,
+                            data: get_json(r, "payload")?.unwrap_or(Value::Null),
+                            created_at: get_ts(r, "created_at")?.ok_or(StoreError::Corrupt {
+                                table: "outbox",
+                                why: "created_at is NULL".into(),
+                            })?,
+                            tries: tries.into(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                events.sort_by_key(|e| e.seq);
+                Ok(events)
+            }
+
+            async fn outbox_results(&self, results: &[OutboxResult], now: DateTime<Utc>) -> Result<()> {
+                if results.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for r in results {
+                    let q = match &r.fate {
+                        OutboxFate::Delivered => sqlx::query(
+                            "UPDATE outbox SET delivered_at = $2, tries = tries + 1, lease_until = NULL, last_error = NULL
+                              WHERE id = $1 AND delivered_at IS NULL",
+                        )
+                        .bind(r.seq)
+                        .bind(ts(now)),
+                        OutboxFate::Retry { error, at } => sqlx::query(
+                            "UPDATE outbox SET tries = tries + 1, next_try_at = $2, lease_until = NULL, last_error = $3
+                              WHERE id = $1 AND delivered_at IS NULL",
+                        )
+                        .bind(r.seq)
+                        .bind(due(*at))
+                        .bind(error),
+                        OutboxFate::GaveUp { error } => sqlx::query(
+                            "UPDATE outbox SET tries = tries + 1, gave_up_at = $2, lease_until = NULL, last_error = $3
+                              WHERE id = $1 AND delivered_at IS NULL",
+                        )
+                        .bind(r.seq)
+                        .bind(ts(now))
+                        .bind(error),
+                    };
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn outbox_backlog(&self) -> Result<BTreeMap<String, (i64, Option<DateTime<Utc>>)>> {
+                let rows = sqlx::query(
+                    "SELECT webhook, count(*) AS n, min(created_at) AS oldest FROM outbox
+                      WHERE delivered_at IS NULL AND gave_up_at IS NULL GROUP BY webhook",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("webhook")?, (r.try_get("n")?, get_ts(r, "oldest")?))))
+                    .collect()
+            }
+
+            async fn outbox_purge(&self, before: DateTime<Utc>) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1")
+                    .bind(ts(before))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
         }
     };
 }

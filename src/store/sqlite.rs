@@ -94,6 +94,9 @@ impl SqliteStore {
 /// in progress and taking new ones cannot interleave with another claim.
 const CLAIM_LOCK: Option<&str> = None;
 
+/// The outbox lease: SQLite's single writer already serialises it.
+const OUTBOX_LOCK: &str = "";
+
 /// `begin_attempt` writes first, which takes the single write lock for the
 /// whole transaction: no other attempt to any number can commit meanwhile.
 const NUMBER_LOCK: Option<&str> = None;

@@ -748,3 +748,33 @@ fn campaigns_dir_after_log_is_read_with_a_deprecation_warning_and_top_level_wins
     assert!(!t.contains("campaign spring"), "{t}");
     assert!(t.contains("the top-level campaigns_dir wins"), "{t}");
 }
+
+#[test]
+fn a_wrong_outbound_webhook_is_refused_naming_entry_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sim_config(dir.path());
+    std::fs::write(dir.path().join("crm_secret"), "s3cret").unwrap();
+    std::fs::write(
+        &cfg,
+        "campaigns_dir = \"campaigns\"\n[database]\nurl = \"sqlite://test.db\"\n\
+         [providers.sim]\nkind = \"simulated\"\n\
+         [[outbound_webhooks]]\nurl = \"https://crm.example/hook\"\nsecret_file = \"crm_secret\"\n\
+         [[outbound_webhooks]]\nurl = \"ftp://crm.example/hook\"\nsecret_file = \"crm_secret\"\n\
+         events = [\"lead.final\", \"call.done\"]\ntimeout = \"0s\"\n\
+         [[outbound_webhooks]]\nname = \"https://crm.example/hook\"\nurl = \"https://b.example/\"\n",
+    )
+    .unwrap();
+    let out = dialer(&cfg, &["check"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    for expected in [
+        "`outbound_webhooks[1].url`: `ftp://crm.example/hook` is not an http(s) URL",
+        "`outbound_webhooks[1].events`: `call.done` is not an event",
+        "`outbound_webhooks[1].timeout`: `0s` is out of range",
+        "`outbound_webhooks[2].secret_env`: set secret_env or secret_file",
+        "`outbound_webhooks[2].name`: `https://crm.example/hook` names another outbound webhook too",
+    ] {
+        assert!(t.contains(expected), "missing {expected:?} in:\n{t}");
+    }
+    assert!(!t.contains("outbound_webhooks[0]"), "{t}");
+}

@@ -18,6 +18,7 @@ mod lifecycle;
 mod limits;
 mod live_page;
 mod metrics;
+mod outbound;
 mod pacing;
 mod plans;
 mod provider_elemente;
