@@ -105,7 +105,7 @@ async fn placed_attempts(store: Arc<dyn Store>, n: usize) -> Vec<Placed> {
             let mut out = Vec::with_capacity(part.len());
             for lead in &part {
                 let a = store
-                    .begin_attempt(lead, PROVIDER, None, &[], later, later, now)
+                    .begin_attempt(lead, PROVIDER, None, None, &[], later, later, now)
                     .await
                     .unwrap()
                     .into_attempt()

@@ -542,6 +542,7 @@ impl Dispatcher {
                 &lead,
                 &p.cfg.name,
                 from.as_deref(),
+                Some(c.agent_for(lead.lead.id)),
                 &caps,
                 send_lease,
                 unknown_due,
@@ -606,7 +607,7 @@ impl Dispatcher {
             attempt_id: attempt.id.clone(),
             to: lead.lead.phone.clone(),
             from,
-            agent_id: c.agent_id.clone(),
+            agent_id: c.agent_for(lead.lead.id).to_string(),
             skill_id: c.skill_id.clone(),
             customer_name: lead
                 .lead

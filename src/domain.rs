@@ -176,6 +176,17 @@ pub struct CallStatus {
 
 /// Formats an instant as the contract requires everywhere: RFC 3339 UTC,
 /// whole seconds, `Z`.
+/// For `#[serde(serialize_with)]`: an optional time as `rfc3339`, or null.
+pub fn ser_time_opt<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

@@ -68,6 +68,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stream a campaign's leads with their attempts and outcomes to stdout.
+    Export {
+        #[arg(long)]
+        campaign: String,
+        /// Only leads changed at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// `csv` (one row per attempt) or `jsonl` (one lead per line).
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
     /// The whole daemon on a throw-away database with the simulated provider.
     Demo {
         /// How many sample leads.
@@ -148,6 +159,11 @@ fn main() -> ExitCode {
                 at,
                 json,
             } => cli::explain::run(&config, &campaign, &phone, at.as_deref(), json, &clock).await,
+            Command::Export {
+                campaign,
+                since,
+                format,
+            } => cli::export::run(&config, &campaign, since.as_deref(), &format).await,
             Command::Demo { leads } => cli::demo::run(leads).await,
         }
     });

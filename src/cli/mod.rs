@@ -4,6 +4,7 @@ pub mod check;
 pub mod demo;
 pub mod dnc;
 pub mod explain;
+pub mod export;
 pub mod import;
 pub mod run;
 pub mod status;

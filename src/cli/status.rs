@@ -58,6 +58,7 @@ pub async fn run(config: &Path, only: Option<&str>, as_json: bool, clock: &Clock
                     "leads": s.leads,
                     "outcomes": s.outcomes,
                     "in_flight": s.in_flight,
+                    "agents": agents_json(s),
                     "unusable_leads": s.unusable,
                     "next_opening": next.map(rfc3339),
                 })
@@ -124,12 +125,59 @@ fn print_counts(s: &CampaignStats) {
         .map(|o| format!("{} {}", o, s.outcomes.get(o.as_str()).copied().unwrap_or(0)))
         .collect();
     println!("  attempts  {}", outcomes.join("  "));
+    if s.by_agent.len() > 1 {
+        for (agent, outcomes) in &s.by_agent {
+            let (ended, done, rate) = completion(outcomes);
+            let counts: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+            println!(
+                "  agent {agent}: {ended} ended, {done} completed ({:.1}%)  {}",
+                rate * 100.0,
+                counts.join("  ")
+            );
+        }
+    }
     if s.unusable > 0 {
         println!(
             "  unusable  {} pending leads without a readable next_attempt_at (not dialled)",
             s.unusable
         );
     }
+}
+
+/// Attempts ended, of them completed (`completed` or `transferred`), and
+/// the share completed (0 when none ended).
+fn completion(outcomes: &std::collections::BTreeMap<String, i64>) -> (i64, i64, f64) {
+    let ended: i64 = outcomes.values().sum();
+    let done: i64 = ["completed", "transferred"]
+        .iter()
+        .map(|o| outcomes.get(*o).copied().unwrap_or(0))
+        .sum();
+    let rate = if ended > 0 {
+        done as f64 / ended as f64
+    } else {
+        0.0
+    };
+    (ended, done, rate)
+}
+
+/// `agents` of `status --json`: per agent, outcomes with counts and the completion rate.
+fn agents_json(s: &CampaignStats) -> serde_json::Value {
+    s.by_agent
+        .iter()
+        .map(|(agent, outcomes)| {
+            let (ended, done, rate) = completion(outcomes);
+            (
+                agent.clone(),
+                json!({
+                    "outcomes": outcomes,
+                    "ended": ended,
+                    "completed": done,
+                    "completion_rate": (rate * 10_000.0).round() / 10_000.0,
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// A campaign no file defines any more, whose leads are still stored.

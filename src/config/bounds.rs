@@ -109,6 +109,9 @@ pub const MAX_ATTEMPTS: RangeInclusive<u32> = 1..=1000;
 /// `compliance.max_attempts_per_day`.
 pub const MAX_ATTEMPTS_PER_DAY: RangeInclusive<u32> = 1..=1000;
 
+/// `agents[].weight`.
+pub const AGENT_WEIGHT: RangeInclusive<u32> = 1..=1000;
+
 /// Why the integer `v` is refused for `range`, or `None` when it is allowed.
 pub fn refuse_int(v: i64, range: &RangeInclusive<u32>) -> Option<String> {
     let (min, max) = (i64::from(*range.start()), i64::from(*range.end()));

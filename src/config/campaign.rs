@@ -19,7 +19,11 @@ pub struct CampaignConfig {
     pub id: String,
     pub file: PathBuf,
     pub provider: String,
+    /// The agent of a campaign with one (the first of `agents` otherwise).
     pub agent_id: String,
+    /// `[[agents]]` (agent id, weight); one entry, `agent_id` with weight
+    /// 1, for a campaign that names a single agent.
+    pub agents: Vec<(String, u32)>,
     pub skill_id: Option<String>,
     pub from_numbers: Vec<String>,
     pub timezone: Option<Tz>,
@@ -115,6 +119,58 @@ impl Default for Compliance {
     }
 }
 
+/// `[[agents]]`: each an `agent_id` and a `weight` (1..=1000, default 1);
+/// agent ids differ. Empty when the file has none.
+fn agents(t: &mut Table<'_>) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = Vec::new();
+    for (prefix, map) in t.array_of_tables("agents") {
+        let mut a = Table::new(map, &prefix, t.problems);
+        let id = a.req::<String>("agent_id");
+        let weight = a.int_in("weight", &bounds::AGENT_WEIGHT).unwrap_or(1);
+        if let Some(id) = id {
+            if id.trim().is_empty() {
+                a.problem("agent_id", "is empty");
+            } else if out.iter().any(|(o, _)| *o == id) {
+                a.problem("agent_id", format!("`{id}` is listed twice"));
+            } else {
+                out.push((id, weight));
+            }
+        }
+        a.finish();
+    }
+    out
+}
+
+impl CampaignConfig {
+    /// The agent a lead is given: a stable hash of the campaign and lead
+    /// ids placed on the agents' weights, so every attempt to the lead
+    /// names the same agent while `[[agents]]` is unchanged, and the leads
+    /// split by weight. (A hand-written FNV-1a: the standard library's
+    /// hasher is not stable across releases, and this is eight lines.)
+    pub fn agent_for(&self, lead_id: i64) -> &str {
+        let total: u64 = self.agents.iter().map(|(_, w)| u64::from(*w)).sum();
+        if self.agents.len() <= 1 || total == 0 {
+            return &self.agent_id;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.id.bytes().chain([b':']).chain(lead_id.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // Mixes the high bits into the low ones before the modulo.
+        h ^= h >> 29;
+        let mut pick = h % total;
+        for (id, w) in &self.agents {
+            let w = u64::from(*w);
+            if pick < w {
+                return id;
+            }
+            pick -= w;
+        }
+        &self.agent_id
+    }
+}
+
 /// Loads every `*.toml` in the daemon's `campaigns_dir`.
 pub fn load_campaigns(
     daemon: &DaemonConfig,
@@ -198,11 +254,23 @@ pub fn load_campaign(
         },
         None => None,
     };
-    let agent_id = match facts.and_then(|f| f.default_agent_id) {
-        Some(default) => t
+    let agents = agents(&mut t);
+    let agent_id = match (facts.and_then(|f| f.default_agent_id), agents.first()) {
+        (_, Some((first, _))) => {
+            if t.has("agent_id") {
+                t.problem("agent_id", "set either agent_id or [[agents]], not both");
+            }
+            first.clone()
+        }
+        (Some(default), None) => t
             .opt::<String>("agent_id")
             .unwrap_or_else(|| default.into()),
-        None => t.req::<String>("agent_id").unwrap_or_default(),
+        (None, None) => t.req::<String>("agent_id").unwrap_or_default(),
+    };
+    let agents = if agents.is_empty() {
+        vec![(agent_id.clone(), 1)]
+    } else {
+        agents
     };
     let skill_id = t.opt::<String>("skill_id");
     if let Some(f) = facts.filter(|f| f.needs_skill_id) {
@@ -374,6 +442,7 @@ pub fn load_campaign(
         file: file.to_path_buf(),
         provider: provider.unwrap_or_default(),
         agent_id,
+        agents,
         skill_id,
         from_numbers,
         timezone,

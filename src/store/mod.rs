@@ -176,6 +176,8 @@ pub struct OpenAttempt {
 pub struct CampaignStats {
     pub leads: BTreeMap<String, i64>,
     pub outcomes: BTreeMap<String, i64>,
+    /// Agent → outcome → attempts, for attempts that recorded their agent.
+    pub by_agent: BTreeMap<String, BTreeMap<String, i64>>,
     pub in_flight: i64,
     /// Pending leads whose due time is NULL or unreadable: never dialled.
     pub unusable: i64,
@@ -254,6 +256,7 @@ pub trait Store: Send + Sync {
         lead: &ClaimedLead,
         provider: &str,
         from_number: Option<&str>,
+        agent_id: Option<&str>,
         caps: &[NumberCap],
         lease_until: DateTime<Utc>,
         unknown_due: DateTime<Utc>,
@@ -418,6 +421,51 @@ pub trait Store: Send + Sync {
 
     /// Deletes events delivered before `before`; returns how many.
     async fn outbox_purge(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// One page of `dialer export`: the campaign's leads with an id above
+    /// `after_id`, by id, at most `limit`, each with its attempts (two
+    /// statements). With `since`, only leads changed at or after it: their
+    /// `updated_at`, or an attempt requested or ended then.
+    async fn export_page(
+        &self,
+        campaign_id: &str,
+        since: Option<DateTime<Utc>>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ExportLead>>;
+}
+
+/// A lead as `dialer export` writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportLead {
+    pub lead: Lead,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Oldest first.
+    pub attempts: Vec<ExportAttempt>,
+}
+
+/// An attempt as `dialer export` writes it (every column but `transcript`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExportAttempt {
+    pub attempt_id: String,
+    pub attempt: i64,
+    pub provider: String,
+    pub provider_call_id: Option<String>,
+    pub from_number: Option<String>,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub provider_status: Option<String>,
+    pub hangup_cause: Option<String>,
+    pub error: Option<String>,
+    #[serde(serialize_with = "crate::domain::ser_time_opt")]
+    pub requested_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::ser_time_opt")]
+    pub answered_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::ser_time_opt")]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i64>,
+    pub summary: Option<String>,
+    pub recording_url: Option<String>,
 }
 
 /// A row of `outbound_routes`: which events one outbound webhook wants.

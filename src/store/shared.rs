@@ -95,7 +95,7 @@ pub(super) const NUMBER_ATTEMPTS_SQL: &str = "SELECT count(*) FROM call_attempts
       WHERE to_number = $1 AND state <> 'not_placed' AND requested_at > $2";
 
 /// `$first, $first+1, ...`: `n` placeholders for an `IN` list.
-fn placeholders(first: usize, n: usize) -> String {
+pub(super) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -152,6 +152,7 @@ pub(super) struct BeginArgs {
     pub lead: ClaimedLead,
     pub provider: String,
     pub from_number: Option<String>,
+    pub agent_id: Option<String>,
     pub caps: Vec<NumberCap>,
     pub lease_until: DateTime<Utc>,
     pub unknown_due: DateTime<Utc>,
@@ -419,7 +420,7 @@ macro_rules! store_impl {
                 }
                 let reused = sqlx::query(
                     "UPDATE call_attempts SET state = 'sending', requested_at = $1, from_number = $2,
-                            provider = $3, error = NULL
+                            provider = $3, error = NULL, agent_id = $6
                       WHERE lead_id = $4 AND attempt = $5 AND state = 'not_placed'
                      RETURNING id",
                 )
@@ -428,6 +429,7 @@ macro_rules! store_impl {
                 .bind(&a.provider)
                 .bind(lead.lead.id)
                 .bind(lead.attempt)
+                .bind(&a.agent_id)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let id = match reused {
@@ -435,8 +437,8 @@ macro_rules! store_impl {
                     None => {
                         let id = uuid::Uuid::new_v4().to_string();
                         let inserted = sqlx::query(
-                            "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number, state, requested_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, 'sending', $8)
+                            "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number, state, requested_at, agent_id)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, 'sending', $8, $9)
                              ON CONFLICT (lead_id, attempt) DO NOTHING",
                         )
                         .bind(&id)
@@ -447,6 +449,7 @@ macro_rules! store_impl {
                         .bind(&a.from_number)
                         .bind(&lead.lead.phone)
                         .bind(ts(a.now))
+                        .bind(&a.agent_id)
                         .execute(&mut *tx)
                         .await?;
                         if inserted.rows_affected() == 0 {
@@ -736,6 +739,7 @@ macro_rules! store_impl {
                 lead: &ClaimedLead,
                 provider: &str,
                 from_number: Option<&str>,
+                agent_id: Option<&str>,
                 caps: &[NumberCap],
                 lease_until: DateTime<Utc>,
                 unknown_due: DateTime<Utc>,
@@ -745,6 +749,7 @@ macro_rules! store_impl {
                     lead: lead.clone(),
                     provider: provider.to_string(),
                     from_number: from_number.map(str::to_string),
+                    agent_id: agent_id.map(str::to_string),
                     caps: caps.to_vec(),
                     lease_until,
                     unknown_due,
@@ -1009,6 +1014,21 @@ macro_rules! store_impl {
                 .await?;
                 for r in rows {
                     stats.outcomes.insert(r.try_get("outcome")?, r.try_get("n")?);
+                }
+                let rows = sqlx::query(
+                    "SELECT agent_id, outcome, count(*) AS n FROM call_attempts
+                      WHERE campaign_id = $1 AND outcome IS NOT NULL AND agent_id IS NOT NULL
+                      GROUP BY agent_id, outcome",
+                )
+                .bind(campaign_id)
+                .fetch_all(&self.pool)
+                .await?;
+                for r in rows {
+                    stats
+                        .by_agent
+                        .entry(r.try_get("agent_id")?)
+                        .or_default()
+                        .insert(r.try_get("outcome")?, r.try_get("n")?);
                 }
                 stats.in_flight = sqlx::query_scalar(
                     "SELECT count(*) FROM call_attempts WHERE campaign_id = $1 AND state IN ('sending', 'placed')",
@@ -1294,6 +1314,88 @@ macro_rules! store_impl {
                 rows.iter()
                     .map(|r| Ok((r.try_get("webhook")?, (r.try_get("n")?, get_ts(r, "oldest")?))))
                     .collect()
+            }
+
+            async fn export_page(
+                &self,
+                campaign_id: &str,
+                since: Option<DateTime<Utc>>,
+                after_id: i64,
+                limit: i64,
+            ) -> Result<Vec<ExportLead>> {
+                let changed = if since.is_some() {
+                    "AND (l.updated_at >= $4 OR EXISTS (SELECT 1 FROM call_attempts c
+                          WHERE c.lead_id = l.id AND (c.requested_at >= $4 OR c.ended_at >= $4)))"
+                } else {
+                    ""
+                };
+                // A walk of the primary key from `after_id` (`|| ''` keeps
+                // the campaign a filter): an index on the campaign would
+                // make every page sort all of the campaign's leads.
+                let sql = format!(
+                    "SELECT {LEAD_COLS}, l.updated_at FROM leads l
+                      WHERE l.campaign_id || '' = $1 AND l.id > $2 {changed}
+                      ORDER BY l.id LIMIT $3"
+                );
+                let mut q = sqlx::query(&sql)
+                .bind(campaign_id)
+                .bind(after_id)
+                .bind(limit);
+                if let Some(t) = since {
+                    q = q.bind(ts(t));
+                }
+                let rows = q.fetch_all(&self.pool).await?;
+                let mut leads = rows
+                    .iter()
+                    .map(|r| {
+                        Ok(ExportLead {
+                            lead: lead_from_row(r)?,
+                            updated_at: get_ts(r, "updated_at")?,
+                            attempts: Vec::new(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                if leads.is_empty() {
+                    return Ok(leads);
+                }
+                let sql = format!(
+                    "SELECT lead_id, id, CAST(attempt AS BIGINT) AS attempt, provider, provider_call_id,
+                            from_number, state, outcome, provider_status, hangup_cause, error,
+                            requested_at, answered_at, ended_at,
+                            CAST(duration_seconds AS BIGINT) AS duration_seconds, summary, recording_url
+                       FROM call_attempts WHERE lead_id IN ({}) ORDER BY lead_id, attempt",
+                    placeholders(1, leads.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for l in &leads {
+                    q = q.bind(l.lead.id);
+                }
+                let rows = q.fetch_all(&self.pool).await?;
+                let at: std::collections::HashMap<i64, usize> =
+                    leads.iter().enumerate().map(|(i, l)| (l.lead.id, i)).collect();
+                for r in &rows {
+                    let lead_id: i64 = r.try_get("lead_id")?;
+                    let Some(&i) = at.get(&lead_id) else { continue };
+                    leads[i].attempts.push(ExportAttempt {
+                        attempt_id: r.try_get("id")?,
+                        attempt: r.try_get("attempt")?,
+                        provider: r.try_get("provider")?,
+                        provider_call_id: r.try_get("provider_call_id")?,
+                        from_number: r.try_get("from_number")?,
+                        state: r.try_get("state")?,
+                        outcome: r.try_get("outcome")?,
+                        provider_status: r.try_get("provider_status")?,
+                        hangup_cause: r.try_get("hangup_cause")?,
+                        error: r.try_get("error")?,
+                        requested_at: get_ts(r, "requested_at")?,
+                        answered_at: get_ts(r, "answered_at")?,
+                        ended_at: get_ts(r, "ended_at")?,
+                        duration_seconds: r.try_get("duration_seconds")?,
+                        summary: r.try_get("summary")?,
+                        recording_url: r.try_get("recording_url")?,
+                    });
+                }
+                Ok(leads)
             }
 
             async fn outbox_purge(&self, before: DateTime<Utc>) -> Result<u64> {

@@ -5,12 +5,14 @@
 #[macro_use]
 mod support;
 
+mod agents;
 mod budget;
 mod chaos;
 mod cli;
 mod config_bounds;
 mod engine;
 mod explain;
+mod export;
 mod fairness;
 mod import;
 mod json_logs;

@@ -132,6 +132,7 @@ poll_interval = "1h"
                 &lead,
                 provider,
                 None,
+                None,
                 &[],
                 now + Duration::minutes(5),
                 now + Duration::hours(2),

@@ -41,6 +41,7 @@ impl Campaign {
             file: PathBuf::from("test.toml"),
             provider: "sim".into(),
             agent_id: "agent".into(),
+            agents: vec![("agent".into(), 1)],
             skill_id: None,
             from_numbers: Vec::new(),
             timezone: self.timezone,
