@@ -172,10 +172,12 @@ pub struct CallStatus {
     pub summary: Option<String>,
     pub transcript: Option<Value>,
     pub recording_url: Option<String>,
+    /// What the agent recorded on the call (RevRing `variables`, VoiceDock
+    /// `analysis_result` / `analysis` and its structured data, Elemente
+    /// custom fields): where a campaign's `[opt_out] field` is read.
+    pub fields: serde_json::Map<String, Value>,
 }
 
-/// Formats an instant as the contract requires everywhere: RFC 3339 UTC,
-/// whole seconds, `Z`.
 /// For `#[serde(serialize_with)]`: an optional time as `rfc3339`, or null.
 pub fn ser_time_opt<S: serde::Serializer>(
     t: &Option<DateTime<Utc>>,
@@ -187,6 +189,8 @@ pub fn ser_time_opt<S: serde::Serializer>(
     }
 }
 
+/// Formats an instant as the contract requires everywhere: RFC 3339 UTC,
+/// whole seconds, `Z`.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

@@ -152,6 +152,18 @@ pub fn decide(
     }
 }
 
+/// Whether the call's end says the callee opted out (`[opt_out]`).
+fn opted_out(c: &CampaignConfig, lead: &Lead, status: &CallStatus) -> bool {
+    c.opt_out
+        .says_so(&status.fields, status.hangup_cause.as_deref(), |field| {
+            lead.variables.get(field).cloned().or_else(|| {
+                c.variables
+                    .get(field)
+                    .map(|v| serde_json::Value::String(v.clone()))
+            })
+        })
+}
+
 /// As `decide`, for a lead whose campaign file was removed: its leads are
 /// not dialled again.
 fn decide_removed(outcome: Outcome) -> LeadNext {
@@ -380,11 +392,23 @@ pub async fn apply_status(
     let now = d.clock.now();
     let lead_next = status.outcome.map(|outcome| {
         match d.campaign(&open.attempt.campaign_id) {
+            Some(c) if opted_out(&c, &open.lead, status) => {
+                let mut next =
+                    LeadNext::finished(LeadStatus::Skipped, SkipReason::DoNotCall.as_str());
+                next.do_not_call = Some(format!("opt_out (campaign {})", c.id));
+                next
+            }
             // Retry delays run from when we learned the end, on our own clock.
             Some(c) => decide(&c, &open.lead, open.attempt.attempt, outcome, now),
             None => decide_removed(outcome),
         }
     });
+    if lead_next.as_ref().is_some_and(|n| n.do_not_call.is_some()) {
+        tracing::info!(
+            campaign = %open.attempt.campaign_id, lead = open.attempt.lead_id, attempt = %open.attempt.id,
+            "the callee opted out: the lead is skipped and its number goes on the do-not-call list"
+        );
+    }
     let settled = durable("applying a call status", || {
         d.store
             .settle(&open.attempt.id, status, lead_next.as_ref(), now)

@@ -36,6 +36,8 @@ pub struct CampaignConfig {
     pub retry: RetryPolicy,
     pub compliance: Compliance,
     pub variables: BTreeMap<String, String>,
+    /// `[opt_out]`: what in a call's end means "do not call me again".
+    pub opt_out: OptOut,
     /// Compiled calling rules (windows, legal hours, caps).
     pub rules: Arc<Rules>,
     /// Hash of the file's bytes, stored in `campaigns.config_hash`.
@@ -49,6 +51,53 @@ pub struct WindowConfig {
     pub weekly: Option<Vec<String>>,
     pub holidays: Vec<NaiveDate>,
     pub cron: Vec<String>,
+}
+
+/// `[opt_out]`: a field the agent sets on the call, and/or end reasons
+/// (hangup causes) that mean the callee asked not to be called again.
+#[derive(Debug, Clone, Default)]
+pub struct OptOut {
+    pub field: Option<String>,
+    /// Compared without regard to case.
+    pub end_reasons: Vec<String>,
+}
+
+impl OptOut {
+    /// Whether a call that ended with `fields` and `hangup_cause` was an
+    /// opt-out. A field whose value is what the daemon itself sent for it
+    /// (the lead's or the campaign's variables, echoed back by RevRing and
+    /// Elemente) was not learned on the call and does not count.
+    pub fn says_so(
+        &self,
+        fields: &serde_json::Map<String, serde_json::Value>,
+        hangup_cause: Option<&str>,
+        sent: impl Fn(&str) -> Option<serde_json::Value>,
+    ) -> bool {
+        use serde_json::Value;
+        if let Some(h) = hangup_cause {
+            if self.end_reasons.iter().any(|r| r.eq_ignore_ascii_case(h)) {
+                return true;
+            }
+        }
+        let Some(field) = &self.field else {
+            return false;
+        };
+        let Some(v) = fields.get(field) else {
+            return false;
+        };
+        if sent(field).as_ref() == Some(v) {
+            return false;
+        }
+        match v {
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+            Value::String(s) => matches!(
+                s.trim().to_ascii_lowercase().as_str(),
+                "true" | "yes" | "y" | "1" | "opt_out" | "opted_out"
+            ),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -426,6 +475,19 @@ pub fn load_campaign(
         ));
     }
 
+    let mut opt_out = OptOut::default();
+    if let Some(mut o) = t.table("opt_out") {
+        opt_out.field = o.opt::<String>("field").filter(|f| !f.trim().is_empty());
+        opt_out.end_reasons = o.opt::<Vec<String>>("end_reasons").unwrap_or_default();
+        if opt_out.field.is_none() && opt_out.end_reasons.is_empty() {
+            o.problem(
+                "field",
+                "set field and/or end_reasons: [opt_out] names nothing to read",
+            );
+        }
+        o.finish();
+    }
+
     let mut variables = BTreeMap::new();
     if let Some(mut v) = t.table("variables") {
         for (key, _) in v.take_all() {
@@ -455,6 +517,7 @@ pub fn load_campaign(
         retry,
         compliance,
         variables,
+        opt_out,
         rules: Arc::new(Rules::always_open()),
         hash: hash_hex(&bytes),
     };

@@ -169,6 +169,13 @@ pub fn call_status(call: &Value) -> Option<CallStatus> {
         summary: http::field(call, &["summary"]),
         transcript,
         recording_url: http::field(call, &["recordingUrl"]),
+        fields: call
+            .get("customerOverride")
+            .and_then(|o| o.get("customFields"))
+            .or_else(|| call.get("customFields"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
     })
 }
 

@@ -127,6 +127,11 @@ pub fn call_status(call: &Value) -> Option<CallStatus> {
         summary: http::field(call, &["summary"]),
         transcript,
         recording_url: http::field(call, &["recordingUrl"]),
+        fields: call
+            .get("variables")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
     })
 }
 

@@ -199,6 +199,27 @@ fn transcript(v: &Value) -> Option<Value> {
         .cloned()
 }
 
+/// What the assistant recorded: the keys of `analysis_result` (a call
+/// record) or `analysis` (an end-of-call report), with those of a
+/// `structured_data` / `structuredData` object inside them on top.
+fn fields(v: &Value) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for a in ["analysis_result", "analysis"]
+        .iter()
+        .filter_map(|k| v.get(*k))
+    {
+        if let Some(o) = a.as_object() {
+            out.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for k in ["structured_data", "structuredData"] {
+                if let Some(sd) = o.get(k).and_then(Value::as_object) {
+                    out.extend(sd.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+        }
+    }
+    out
+}
+
 fn summary(v: &Value) -> Option<String> {
     http::field(v, &["summary"]).or_else(|| {
         v.get("analysis_result")
@@ -229,6 +250,7 @@ pub fn call_status(call: &Value) -> Option<CallStatus> {
         summary: summary(call),
         transcript: transcript(call),
         recording_url: http::field(call, &["recording_url"]),
+        fields: fields(call),
     })
 }
 
@@ -277,6 +299,7 @@ pub fn envelope_status(v: &Value) -> Result<Option<CallStatus>, String> {
         summary: summary(msg),
         transcript: transcript(msg),
         recording_url: http::field(msg, &["recording_url"]),
+        fields: fields(msg),
     }))
 }
 

@@ -106,6 +106,9 @@ pub struct LeadNext {
     /// For `pending`: when it is due; ignored for final statuses.
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_outcome: Option<String>,
+    /// The callee opted out: the number goes on the do-not-call list with
+    /// this reason, in the transaction that records the call's end.
+    pub do_not_call: Option<String>,
 }
 
 impl LeadNext {
@@ -114,6 +117,7 @@ impl LeadNext {
             status: LeadStatus::Pending,
             next_attempt_at: Some(at),
             last_outcome,
+            do_not_call: None,
         }
     }
 
@@ -122,6 +126,7 @@ impl LeadNext {
             status,
             next_attempt_at: None,
             last_outcome: Some(last_outcome.into()),
+            do_not_call: None,
         }
     }
 }

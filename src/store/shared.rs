@@ -621,6 +621,20 @@ macro_rules! store_impl {
                 let Some(row) = row else {
                     return Ok(Settled::Stale);
                 };
+                if let Some(reason) = lead_next.and_then(|n| n.do_not_call.as_deref()) {
+                    // Before this commits, no attempt to the number can:
+                    // `begin_attempt` reads the list in its own transaction.
+                    sqlx::query(
+                        "INSERT INTO dnc (phone, reason, added_at, attempt_id)
+                         SELECT to_number, $1, $2, id FROM call_attempts WHERE id = $3
+                         ON CONFLICT (phone) DO NOTHING",
+                    )
+                    .bind(reason)
+                    .bind(ts(now))
+                    .bind(attempt_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
                 if let Some(next) = lead_next {
                     Self::move_lead(tx, row.try_get("lead_id")?, row.try_get("attempt")?, next, now)
                         .await?;

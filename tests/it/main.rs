@@ -20,6 +20,7 @@ mod lifecycle;
 mod limits;
 mod live_page;
 mod metrics;
+mod opt_out;
 mod outbound;
 mod pacing;
 mod plans;

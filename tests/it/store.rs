@@ -697,6 +697,7 @@ async fn release_all_held(db: TestDb) {
                         status: LeadStatus::Skipped,
                         next_attempt_at: None,
                         last_outcome: Some("do_not_call".into()),
+                        do_not_call: None,
                     },
                 ),
                 (got[2].clone(), LeadNext::pending(later, None)),

@@ -80,6 +80,9 @@ pub struct Inner {
     pub live: usize,
     /// The most calls that were live at once.
     pub live_peak: usize,
+    /// By number: variables the agent "learned" on the call, merged into
+    /// the final call's `variables` (as RevRing returns them).
+    pub learned: HashMap<String, Value>,
     next_id: u64,
 }
 
@@ -127,6 +130,15 @@ impl FakeRevRing {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (fake, url)
+    }
+
+    /// What the agent records on calls to `to` (merged into `variables`).
+    pub fn set_learned(&self, to: &str, vars: Value) {
+        self.inner
+            .lock()
+            .unwrap()
+            .learned
+            .insert(to.to_string(), vars);
     }
 
     pub fn set_webhook_url(&self, url: String) {
@@ -209,6 +221,10 @@ fn call_json(
         "transcript": if started.is_some() { json!([{"role": "agent", "content": "Hello"}]) } else { json!([]) },
         "recordingUrl": if started.is_some() { json!(format!("https://rec.example/{id}.mp3")) } else { Value::Null },
     })
+}
+
+fn to_number(body: &Value) -> String {
+    body["toNumber"].as_str().unwrap_or_default().to_string()
 }
 
 fn final_call(now: &str, id: &str, body: &Value, end: End) -> Value {
@@ -321,7 +337,17 @@ async fn place(
     let id2 = id.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
-        let fin = final_call(&f2.now(), &id2, &body, end);
+        let mut fin = final_call(&f2.now(), &id2, &body, end);
+        let learned = f2
+            .inner
+            .lock()
+            .unwrap()
+            .learned
+            .get(&to_number(&body))
+            .cloned();
+        if let (Some(Value::Object(l)), Some(vars)) = (learned, fin["variables"].as_object_mut()) {
+            vars.extend(l);
+        }
         {
             let mut g = f2.inner.lock().unwrap();
             g.calls.insert(id2.clone(), fin.clone());

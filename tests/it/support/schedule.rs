@@ -61,6 +61,7 @@ impl Campaign {
             },
             retry: RetryPolicy::default(),
             compliance: self.compliance.clone(),
+            opt_out: Default::default(),
             variables: BTreeMap::new(),
             rules: Arc::new(Rules::always_open()),
             hash: String::new(),
