@@ -117,6 +117,11 @@ pub struct Lead {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_attempt_at: Option<DateTime<Utc>>,
     pub last_outcome: Option<String>,
+    /// Callbacks given (`[callbacks]`, `dialer callback`): each allows one
+    /// attempt beyond `max_attempts`.
+    pub callbacks: i32,
+    /// The instant the last callback asked for.
+    pub callback_at: Option<DateTime<Utc>>,
 }
 
 /// A lead handed to one dispatcher by a claim: it holds the lease until the

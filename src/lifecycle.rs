@@ -142,7 +142,7 @@ pub fn decide(
             LeadNext::finished(LeadStatus::Completed, outcome.as_str())
         }
         Outcome::Canceled => LeadNext::finished(LeadStatus::Canceled, outcome.as_str()),
-        _ if attempt >= c.retry.max_attempts as i32 => {
+        _ if attempt >= c.retry.max_attempts as i32 + lead.callbacks => {
             LeadNext::finished(LeadStatus::Exhausted, outcome.as_str())
         }
         _ => LeadNext::pending(
@@ -152,15 +152,46 @@ pub fn decide(
     }
 }
 
+/// A callback the call's end asks for (`[callbacks]`), while the lead has
+/// callbacks left: pending at the asked instant, or at the next opening of
+/// its window and legal hours after it.
+fn callback(
+    c: &CampaignConfig,
+    lead: &Lead,
+    status: &CallStatus,
+    now: DateTime<Utc>,
+) -> Option<LeadNext> {
+    let cb = c.callbacks.as_ref()?;
+    if lead.callbacks >= cb.max_per_lead as i32 {
+        return None;
+    }
+    let zone = c.rules.zone_of(lead.timezone.as_deref(), &lead.phone);
+    let asked = cb.asked(&status.fields, zone.zones.first().copied(), |field| {
+        sent_value(c, lead, field)
+    })?;
+    let due = c
+        .rules
+        .next_opening(&zone, &lead.phone, asked.max(now))
+        .unwrap_or(asked.max(now));
+    let mut next = LeadNext::pending(due, status.outcome.map(|o| o.as_str().to_string()));
+    next.callback_at = Some(asked);
+    Some(next)
+}
+
+/// What the daemon sent under `field`: the lead's variable, else the campaign's.
+fn sent_value(c: &CampaignConfig, lead: &Lead, field: &str) -> Option<serde_json::Value> {
+    lead.variables.get(field).cloned().or_else(|| {
+        c.variables
+            .get(field)
+            .map(|v| serde_json::Value::String(v.clone()))
+    })
+}
+
 /// Whether the call's end says the callee opted out (`[opt_out]`).
 fn opted_out(c: &CampaignConfig, lead: &Lead, status: &CallStatus) -> bool {
     c.opt_out
         .says_so(&status.fields, status.hangup_cause.as_deref(), |field| {
-            lead.variables.get(field).cloned().or_else(|| {
-                c.variables
-                    .get(field)
-                    .map(|v| serde_json::Value::String(v.clone()))
-            })
+            sent_value(c, lead, field)
         })
 }
 
@@ -199,7 +230,7 @@ pub fn before_rules(c: &CampaignConfig, lead: &Lead) -> Option<LeadNext> {
             SkipReason::InvalidNumber.as_str(),
         ));
     }
-    if lead.attempts >= c.retry.max_attempts as i32 {
+    if lead.attempts >= c.retry.max_attempts as i32 + lead.callbacks {
         let last = lead
             .last_outcome
             .clone()
@@ -398,11 +429,22 @@ pub async fn apply_status(
                 next.do_not_call = Some(format!("opt_out (campaign {})", c.id));
                 next
             }
-            // Retry delays run from when we learned the end, on our own clock.
-            Some(c) => decide(&c, &open.lead, open.attempt.attempt, outcome, now),
+            Some(c) => match callback(&c, &open.lead, status, now) {
+                Some(next) => next,
+                // Retry delays run from when we learned the end, on our own clock.
+                None => decide(&c, &open.lead, open.attempt.attempt, outcome, now),
+            },
             None => decide_removed(outcome),
         }
     });
+    if let Some(at) = lead_next.as_ref().and_then(|n| n.callback_at) {
+        tracing::info!(
+            campaign = %open.attempt.campaign_id, lead = open.attempt.lead_id, attempt = %open.attempt.id,
+            asked = %rfc3339(at),
+            due = lead_next.as_ref().and_then(|n| n.next_attempt_at).map(rfc3339).as_deref(),
+            "the callee asked to be called back"
+        );
+    }
     if lead_next.as_ref().is_some_and(|n| n.do_not_call.is_some()) {
         tracing::info!(
             campaign = %open.attempt.campaign_id, lead = open.attempt.lead_id, attempt = %open.attempt.id,

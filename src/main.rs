@@ -68,6 +68,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Schedule a callback for one lead (moved to the next opening when
+    /// outside its window; says so).
+    Callback {
+        #[arg(long)]
+        campaign: String,
+        #[arg(long)]
+        phone: String,
+        /// RFC 3339, or a local date and time in the lead's zone.
+        #[arg(long)]
+        at: String,
+    },
     /// Stream a campaign's leads with their attempts and outcomes to stdout.
     Export {
         #[arg(long)]
@@ -159,6 +170,11 @@ fn main() -> ExitCode {
                 at,
                 json,
             } => cli::explain::run(&config, &campaign, &phone, at.as_deref(), json, &clock).await,
+            Command::Callback {
+                campaign,
+                phone,
+                at,
+            } => cli::callback::run(&config, &campaign, &phone, &at, &clock).await,
             Command::Export {
                 campaign,
                 since,

@@ -81,6 +81,7 @@ pub async fn run(
         "callable": v.callable,
         "blocked_by": blocked,
         "next_callable_at": v.next_callable_at.map(rfc3339),
+        "callback": callback_json(lead.as_ref()),
         "provider_paused": pause.as_ref().map(|p| json!({
             "provider": p.provider,
             "reason": p.reason,
@@ -117,6 +118,9 @@ pub async fn run(
         zones.join(", ")
     };
     println!("zone: {zone_text} ({source})");
+    if let Some(l) = lead.as_ref().filter(|l| l.callback_at.is_some()) {
+        println!("{}", callback_text(l));
+    }
     if v.zone.zones.len() > 1 {
         println!("  the number's prefix spans several zones: called only when every one is open");
     }
@@ -149,4 +153,34 @@ pub async fn run(
         ),
     }
     Ok(())
+}
+
+/// The lead's last callback: asked for when, and when it is due (later
+/// when the asked instant was outside its window or legal hours).
+fn callback_json(lead: Option<&crate::domain::Lead>) -> Value {
+    let Some(l) = lead else { return Value::Null };
+    let Some(asked) = l.callback_at else {
+        return Value::Null;
+    };
+    let due = l
+        .next_attempt_at
+        .filter(|_| l.status == crate::domain::LeadStatus::Pending);
+    json!({
+        "asked_for": rfc3339(asked),
+        "due_at": due.map(rfc3339),
+        "moved_to_next_opening": due.is_some_and(|d| d > asked),
+        "callbacks": l.callbacks,
+    })
+}
+
+fn callback_text(l: &crate::domain::Lead) -> String {
+    let asked = l.callback_at.map(rfc3339).unwrap_or_default();
+    match l.next_attempt_at.filter(|_| l.status == crate::domain::LeadStatus::Pending) {
+        Some(due) if Some(due) > l.callback_at => format!(
+            "callback asked for {asked}: outside the lead's window or legal hours, so due at the next opening after it, {}",
+            rfc3339(due)
+        ),
+        Some(due) => format!("callback asked for {asked}: due at {}", rfc3339(due)),
+        None => format!("callback asked for {asked} (the lead is {} now)", l.status),
+    }
 }

@@ -1,5 +1,6 @@
 //! Command implementations, one file per command. `main.rs` only parses.
 
+pub mod callback;
 pub mod check;
 pub mod demo;
 pub mod dnc;

@@ -109,6 +109,8 @@ pub const MAX_ATTEMPTS: RangeInclusive<u32> = 1..=1000;
 /// `compliance.max_attempts_per_day`.
 pub const MAX_ATTEMPTS_PER_DAY: RangeInclusive<u32> = 1..=1000;
 
+/// `callbacks.max_per_lead`.
+pub const CALLBACKS_PER_LEAD: RangeInclusive<u32> = 0..=100;
 /// `agents[].weight`.
 pub const AGENT_WEIGHT: RangeInclusive<u32> = 1..=1000;
 

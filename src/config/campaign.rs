@@ -38,6 +38,8 @@ pub struct CampaignConfig {
     pub variables: BTreeMap<String, String>,
     /// `[opt_out]`: what in a call's end means "do not call me again".
     pub opt_out: OptOut,
+    /// `[callbacks]`: where a call's end asks to be called back.
+    pub callbacks: Option<Callbacks>,
     /// Compiled calling rules (windows, legal hours, caps).
     pub rules: Arc<Rules>,
     /// Hash of the file's bytes, stored in `campaigns.config_hash`.
@@ -98,6 +100,60 @@ impl OptOut {
             _ => false,
         }
     }
+}
+
+/// `[callbacks]`: the field the agent sets to the instant the callee asked
+/// to be called back, and how many callbacks one lead may be given.
+#[derive(Debug, Clone)]
+pub struct Callbacks {
+    pub field: String,
+    pub max_per_lead: u32,
+}
+
+impl Callbacks {
+    /// The instant a call's `fields` ask for, read in `zone` when it has no
+    /// offset. `None` when the field is absent, empty, unreadable, or just
+    /// what the daemon sent under that name.
+    pub fn asked(
+        &self,
+        fields: &serde_json::Map<String, serde_json::Value>,
+        zone: Option<Tz>,
+        sent: impl Fn(&str) -> Option<serde_json::Value>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let v = fields.get(&self.field)?;
+        if sent(&self.field).as_ref() == Some(v) {
+            return None;
+        }
+        parse_callback(v.as_str()?, zone)
+    }
+}
+
+/// ISO 8601 with an offset (`2026-12-02T15:00:00-05:00`, `...Z`), or a local
+/// date and time (`2026-12-02T15:00`, `2026-12-02 15:00:00`) read in `zone`.
+/// A local time that occurs twice (clocks going back) is the first; one that
+/// does not occur (clocks going forward) is read an hour later, after the gap.
+pub fn parse_callback(s: &str, zone: Option<Tz>) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDateTime, TimeZone, Utc};
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let local = [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())?;
+    let zone = zone?;
+    zone.from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            zone.from_local_datetime(&(local + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[derive(Debug, Clone)]
@@ -488,6 +544,21 @@ pub fn load_campaign(
         o.finish();
     }
 
+    let mut callbacks = None;
+    if let Some(mut cb) = t.table("callbacks") {
+        let field = cb.req::<String>("field").filter(|f| !f.trim().is_empty());
+        let max_per_lead = cb
+            .int_in("max_per_lead", &bounds::CALLBACKS_PER_LEAD)
+            .unwrap_or(2);
+        if let Some(field) = field {
+            callbacks = Some(Callbacks {
+                field,
+                max_per_lead,
+            });
+        }
+        cb.finish();
+    }
+
     let mut variables = BTreeMap::new();
     if let Some(mut v) = t.table("variables") {
         for (key, _) in v.take_all() {
@@ -518,6 +589,7 @@ pub fn load_campaign(
         compliance,
         variables,
         opt_out,
+        callbacks,
         rules: Arc::new(Rules::always_open()),
         hash: hash_hex(&bytes),
     };

@@ -7,7 +7,10 @@ mod campaign;
 mod daemon;
 mod table;
 
-pub use campaign::{load_campaigns, CampaignConfig, Compliance, Pacing, RetryPolicy, WindowConfig};
+pub use campaign::{
+    load_campaigns, parse_callback, Callbacks, CampaignConfig, Compliance, OptOut, Pacing,
+    RetryPolicy, WindowConfig,
+};
 pub use daemon::{
     DaemonConfig, DatabaseConfig, LogConfig, LogFormat, OutboundWebhookConfig, ProviderConfig,
     ProviderKind, ServerConfig, SimConfig, OUTBOUND_EVENTS,

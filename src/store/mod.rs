@@ -109,6 +109,9 @@ pub struct LeadNext {
     /// The callee opted out: the number goes on the do-not-call list with
     /// this reason, in the transaction that records the call's end.
     pub do_not_call: Option<String>,
+    /// A callback the callee asked for at this instant: the lead's
+    /// `callbacks` grows by one and `callback_at` records it.
+    pub callback_at: Option<DateTime<Utc>>,
 }
 
 impl LeadNext {
@@ -118,6 +121,7 @@ impl LeadNext {
             next_attempt_at: Some(at),
             last_outcome,
             do_not_call: None,
+            callback_at: None,
         }
     }
 
@@ -127,6 +131,7 @@ impl LeadNext {
             next_attempt_at: None,
             last_outcome: Some(last_outcome.into()),
             do_not_call: None,
+            callback_at: None,
         }
     }
 }
@@ -349,6 +354,18 @@ pub trait Store: Send + Sync {
     ) -> Result<std::collections::HashMap<String, NumberFacts>>;
 
     async fn find_lead(&self, campaign_id: &str, phone: &str) -> Result<Option<Lead>>;
+
+    /// `dialer callback`: the lead is `pending` at `due` with one more
+    /// callback (an attempt beyond `max_attempts`) asked for `asked`. Written
+    /// as another system would (not the daemon's own columns), so a call of
+    /// the lead still live keeps the change. Returns whether a lead was found.
+    async fn schedule_callback(
+        &self,
+        lead_id: i64,
+        asked: DateTime<Utc>,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     async fn add_dnc(&self, phones: &[String], reason: &str, now: DateTime<Utc>) -> Result<u64>;
 

@@ -30,7 +30,8 @@
 /// Lead columns, read the same way from both backends.
 pub(super) const LEAD_COLS: &str =
     "l.id, l.campaign_id, l.phone, l.name, l.timezone, l.variables, CAST(l.priority AS BIGINT) AS priority, \
-    l.consent_at, l.status, l.attempts, l.next_attempt_at, l.last_attempt_at, l.last_outcome";
+    l.consent_at, l.status, l.attempts, l.next_attempt_at, l.last_attempt_at, l.last_outcome, \
+    l.callbacks, l.callback_at";
 
 pub(super) const ATTEMPT_COLS: &str =
     "a.id AS a_id, a.lead_id AS a_lead_id, a.campaign_id AS a_campaign_id, \
@@ -231,6 +232,8 @@ macro_rules! store_impl {
                 next_attempt_at: get_ts(row, "next_attempt_at")?,
                 last_attempt_at: get_ts(row, "last_attempt_at")?,
                 last_outcome: row.try_get("last_outcome")?,
+                callbacks: row.try_get("callbacks")?,
+                callback_at: get_ts(row, "callback_at")?,
             })
         }
 
@@ -348,7 +351,9 @@ macro_rules! store_impl {
                             next_attempt_at = COALESCE($2, next_attempt_at),
                             daemon_next_attempt_at = COALESCE($2, next_attempt_at),
                             last_outcome = COALESCE($3, last_outcome), lease_owner = NULL,
-                            lease_expires_at = NULL, updated_at = $4
+                            lease_expires_at = NULL, updated_at = $4,
+                            callbacks = callbacks + CASE WHEN $7 IS NULL THEN 0 ELSE 1 END,
+                            callback_at = COALESCE($7, callback_at)
                       WHERE id = $5 AND status IN ('in_progress', 'pending', 'exhausted') AND {AS_LEFT}
                         AND $6 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)"
                 ))
@@ -358,6 +363,7 @@ macro_rules! store_impl {
                 .bind(ts(now))
                 .bind(lead_id)
                 .bind(attempt)
+                .bind(next.callback_at.map(ts))
                 .execute(&mut **tx)
                 .await?;
                 Ok(moved.rows_affected() == 1)
@@ -930,6 +936,27 @@ macro_rules! store_impl {
                 row.as_ref().map(lead_from_row).transpose()
             }
 
+            async fn schedule_callback(
+                &self,
+                lead_id: i64,
+                asked: DateTime<Utc>,
+                due_at: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE leads SET status = 'pending', next_attempt_at = $1, callbacks = callbacks + 1,
+                            callback_at = $2, updated_at = $3
+                      WHERE id = $4",
+                )
+                .bind(due(due_at))
+                .bind(ts(asked))
+                .bind(ts(now))
+                .bind(lead_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn add_dnc(&self, phones: &[String], reason: &str, now: DateTime<Utc>) -> Result<u64> {
                 let mut tx = self.pool.begin().await?;
                 let mut added = 0;
@@ -1343,12 +1370,11 @@ macro_rules! store_impl {
                 } else {
                     ""
                 };
-                // A walk of the primary key from `after_id` (`|| ''` keeps
-                // the campaign a filter): an index on the campaign would
-                // make every page sort all of the campaign's leads.
+                // A range of `leads_campaign_id` from `after_id`, already in
+                // id order: no page sorts the campaign's leads.
                 let sql = format!(
                     "SELECT {LEAD_COLS}, l.updated_at FROM leads l
-                      WHERE l.campaign_id || '' = $1 AND l.id > $2 {changed}
+                      WHERE l.campaign_id = $1 AND l.id > $2 {changed}
                       ORDER BY l.id LIMIT $3"
                 );
                 let mut q = sqlx::query(&sql)

@@ -7,6 +7,7 @@ mod support;
 
 mod agents;
 mod budget;
+mod callbacks;
 mod chaos;
 mod cli;
 mod config_bounds;

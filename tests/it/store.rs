@@ -693,12 +693,7 @@ async fn release_all_held(db: TestDb) {
                 ),
                 (
                     got[1].clone(),
-                    LeadNext {
-                        status: LeadStatus::Skipped,
-                        next_attempt_at: None,
-                        last_outcome: Some("do_not_call".into()),
-                        do_not_call: None,
-                    },
+                    LeadNext::finished(LeadStatus::Skipped, "do_not_call"),
                 ),
                 (got[2].clone(), LeadNext::pending(later, None)),
                 (stranger, LeadNext::pending(later, None)),

@@ -62,6 +62,7 @@ impl Campaign {
             retry: RetryPolicy::default(),
             compliance: self.compliance.clone(),
             opt_out: Default::default(),
+            callbacks: None,
             variables: BTreeMap::new(),
             rules: Arc::new(Rules::always_open()),
             hash: String::new(),
