@@ -612,3 +612,81 @@ fn hash_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Map, Value};
+
+    fn fields(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_opt_out_is_a_true_field_or_a_listed_end_reason_not_an_echo() {
+        let o = OptOut {
+            field: Some("opt_out".into()),
+            end_reasons: vec!["user_requested_dnc".into()],
+        };
+        let none = |_: &str| None;
+        for yes in [
+            json!(true),
+            json!("Yes"),
+            json!(" TRUE "),
+            json!(1),
+            json!("opted_out"),
+        ] {
+            assert!(
+                o.says_so(&fields(json!({"opt_out": yes.clone()})), None, none),
+                "{yes}"
+            );
+        }
+        for no in [
+            json!(false),
+            json!("no"),
+            json!(0),
+            json!(null),
+            json!({"a": 1}),
+        ] {
+            assert!(
+                !o.says_so(&fields(json!({"opt_out": no.clone()})), None, none),
+                "{no}"
+            );
+        }
+        assert!(o.says_so(&Map::new(), Some("USER_REQUESTED_DNC"), none));
+        assert!(!o.says_so(&Map::new(), Some("user_hangup"), none));
+        // What the daemon sent itself, echoed back, is no opt-out.
+        let sent = |_: &str| Some(json!("true"));
+        assert!(!o.says_so(&fields(json!({"opt_out": "true"})), None, sent));
+        assert!(o.says_so(&fields(json!({"opt_out": true})), None, sent));
+    }
+
+    #[test]
+    fn a_callback_time_reads_offsets_and_local_times_across_dst() {
+        let la: Tz = "America/Los_Angeles".parse().unwrap();
+        let t = |s: &str| parse_callback(s, Some(la)).map(crate::domain::rfc3339);
+        assert_eq!(
+            t("2027-03-13T09:30").as_deref(),
+            Some("2027-03-13T17:30:00Z")
+        );
+        assert_eq!(
+            t("2027-03-14T09:30").as_deref(),
+            Some("2027-03-14T16:30:00Z")
+        );
+        // Skipped by the clocks: an hour later. Repeated: the first.
+        assert_eq!(
+            t("2027-03-14 02:30").as_deref(),
+            Some("2027-03-14T10:30:00Z")
+        );
+        assert_eq!(
+            t("2027-11-07T01:30:00").as_deref(),
+            Some("2027-11-07T08:30:00Z")
+        );
+        assert_eq!(
+            t("2027-11-07T01:30:00+01:00").as_deref(),
+            Some("2027-11-07T00:30:00Z")
+        );
+        assert_eq!(t("tomorrow at three"), None);
+        assert_eq!(parse_callback("2027-11-07T01:30", None), None);
+    }
+}
