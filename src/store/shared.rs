@@ -121,6 +121,23 @@ pub(super) fn recent_attempts_of_sql(n: usize) -> String {
     )
 }
 
+/// A page of `export`: leads of campaign `$1` with an id above `$2`, at
+/// most `$3`; with `since`, only those changed at or after `$4`. A range of
+/// `leads_campaign_id`, already in id order: no page sorts the campaign.
+pub(super) fn export_page_sql(since: bool) -> String {
+    let changed = if since {
+        "AND (l.updated_at >= $4 OR EXISTS (SELECT 1 FROM call_attempts c
+              WHERE c.lead_id = l.id AND (c.requested_at >= $4 OR c.ended_at >= $4)))"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {LEAD_COLS}, l.updated_at FROM leads l
+          WHERE l.campaign_id = $1 AND l.id > $2 {changed}
+          ORDER BY l.id LIMIT $3"
+    )
+}
+
 /// An attempt by its id or by the provider's call id: two index lookups.
 /// Written as one `OR`, SQLite read every attempt of the provider; and with
 /// `provider = $1` indexable beside `id = $2`, both planners may pick the
@@ -1031,6 +1048,14 @@ macro_rules! store_impl {
                 let sql = format!("{EXPLAIN}{}", open_attempts_sql());
                 let rows = sqlx::query(&sql).bind("plan").bind(100_i64).fetch_all(&mut *tx).await?;
                 plans.push(("open_attempts", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{}", export_page_sql(false));
+                let rows = sqlx::query(&sql)
+                    .bind(campaign_id)
+                    .bind(0_i64)
+                    .bind(1000_i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("export_page", plan_text(&rows)?));
                 tx.rollback().await?;
                 Ok(plans)
             }
@@ -1364,19 +1389,7 @@ macro_rules! store_impl {
                 after_id: i64,
                 limit: i64,
             ) -> Result<Vec<ExportLead>> {
-                let changed = if since.is_some() {
-                    "AND (l.updated_at >= $4 OR EXISTS (SELECT 1 FROM call_attempts c
-                          WHERE c.lead_id = l.id AND (c.requested_at >= $4 OR c.ended_at >= $4)))"
-                } else {
-                    ""
-                };
-                // A range of `leads_campaign_id` from `after_id`, already in
-                // id order: no page sorts the campaign's leads.
-                let sql = format!(
-                    "SELECT {LEAD_COLS}, l.updated_at FROM leads l
-                      WHERE l.campaign_id = $1 AND l.id > $2 {changed}
-                      ORDER BY l.id LIMIT $3"
-                );
+                let sql = export_page_sql(since.is_some());
                 let mut q = sqlx::query(&sql)
                 .bind(campaign_id)
                 .bind(after_id)

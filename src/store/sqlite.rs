@@ -8,8 +8,8 @@
 
 use super::group::{Group, Tx};
 use super::shared::{
-    claimed, dnc_of_sql, find_attempt_sql, open_attempts_sql, placeholders, priority_levels,
-    recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED, DNC_ONE_SQL,
+    claimed, dnc_of_sql, export_page_sql, find_attempt_sql, open_attempts_sql, placeholders,
+    priority_levels, recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED, DNC_ONE_SQL,
     DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
