@@ -36,6 +36,26 @@ fn write_config(dir: &Path, url: &str) {
     .expect("campaign");
 }
 
+/// The schema, the campaign's row (from the files in `dir`), then its
+/// leads and attempts.
+async fn prepare(dir: &Path, store: &dyn Store, raw: &Raw, n: usize) {
+    store.migrate().await.unwrap();
+    let loaded = dialer::config::load(&dir.join("dialer.toml")).unwrap();
+    dialer::daemon::sync_campaign_rows(store, &loaded.campaigns, chrono::Utc::now())
+        .await
+        .unwrap();
+    fill(store, raw, n).await;
+}
+
+/// Runs one statement on the benchmark's own connection.
+async fn exec(raw: &Raw, sql: &str) {
+    match raw {
+        Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        Raw::Pg(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 async fn fill(store: &dyn Store, raw: &Raw, n: usize) {
     let leads = support::leads(n);
     for chunk in leads.chunks(50_000) {
@@ -44,18 +64,10 @@ async fn fill(store: &dyn Store, raw: &Raw, n: usize) {
             .await
             .expect("insert leads");
     }
-    match raw {
-        Raw::Sqlite(p) => sqlx::query(ATTEMPTS).execute(p).await.map(|_| ()),
-        Raw::Pg(p) => sqlx::query(ATTEMPTS).execute(p).await.map(|_| ()),
-    }
-    .expect("insert attempts");
+    exec(raw, ATTEMPTS).await;
     // As a database in use would be: statistics read (autovacuum does it
     // later by itself; the export should not be timed before it).
-    match raw {
-        Raw::Sqlite(p) => sqlx::query("ANALYZE").execute(p).await.map(|_| ()),
-        Raw::Pg(p) => sqlx::query("ANALYZE").execute(p).await.map(|_| ()),
-    }
-    .expect("analyze");
+    exec(raw, "ANALYZE").await;
 }
 
 /// One export: seconds, bytes written, peak RSS in KiB.
@@ -120,18 +132,7 @@ async fn main() {
         let url = format!("sqlite://{}", d.join("bench.db").display());
         write_config(&d, &url);
         let store = dialer::store::SqliteStore::connect(&url, 4).await.unwrap();
-        store.migrate().await.unwrap();
-        dialer::daemon::sync_campaign_rows(
-            &store,
-            &dialer::config::load(&d.join("dialer.toml"))
-                .unwrap()
-                .campaigns,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-        let raw = Raw::Sqlite(store.pool().clone());
-        fill(&store, &raw, n).await;
+        prepare(&d, &store, &Raw::Sqlite(store.pool().clone()), n).await;
         store.pool().close().await;
         report("sqlite", &d, n, runs);
     }
@@ -144,18 +145,7 @@ async fn main() {
         let d = dir.path().join("pg");
         write_config(&d, &url);
         let store = dialer::store::PgStore::connect(&url, 4).await.unwrap();
-        store.migrate().await.unwrap();
-        dialer::daemon::sync_campaign_rows(
-            &store,
-            &dialer::config::load(&d.join("dialer.toml"))
-                .unwrap()
-                .campaigns,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
-        let raw = Raw::Pg(store.pool().clone());
-        fill(&store, &raw, n).await;
+        prepare(&d, &store, &Raw::Pg(store.pool().clone()), n).await;
         store.pool().close().await;
         report("postgres", &d, n, runs);
         server.drop_database(&name).await;

@@ -531,6 +531,8 @@ impl Dispatcher {
             let i = self.next_from.fetch_add(1, Ordering::Relaxed) % c.from_numbers.len();
             Some(c.from_numbers[i].clone())
         };
+        // Chosen once: the attempt row records the agent the request names.
+        let agent = c.agent_for(lead.lead.id).to_string();
         let unknown_due = lifecycle::retry_at(c, &lead.lead, Outcome::Unknown, now);
         // The lead's lease runs while its request is in flight; past it the
         // poller takes the `sending` row for an orphan.
@@ -542,7 +544,7 @@ impl Dispatcher {
                 &lead,
                 &p.cfg.name,
                 from.as_deref(),
-                Some(c.agent_for(lead.lead.id)),
+                Some(agent.as_str()),
                 &caps,
                 send_lease,
                 unknown_due,
@@ -588,7 +590,7 @@ impl Dispatcher {
             provider = %self.provider.cfg.name,
             provider_call_id = tracing::field::Empty,
         );
-        self.place(lead, attempt, from, permit)
+        self.place(lead, attempt, from, agent, permit)
             .instrument(span)
             .await
     }
@@ -599,6 +601,7 @@ impl Dispatcher {
         lead: ClaimedLead,
         attempt: crate::domain::Attempt,
         from: Option<String>,
+        agent: String,
         permit: crate::pacing::Permit,
     ) -> anyhow::Result<()> {
         let c = &self.campaign;
@@ -607,7 +610,7 @@ impl Dispatcher {
             attempt_id: attempt.id.clone(),
             to: lead.lead.phone.clone(),
             from,
-            agent_id: c.agent_for(lead.lead.id).to_string(),
+            agent_id: agent,
             skill_id: c.skill_id.clone(),
             customer_name: lead
                 .lead

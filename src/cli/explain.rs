@@ -173,9 +173,15 @@ fn callback_json(lead: Option<&crate::domain::Lead>) -> Value {
     })
 }
 
+/// When the lead is due, while it waits (`pending`).
+fn callback_due(l: &crate::domain::Lead) -> Option<DateTime<Utc>> {
+    l.next_attempt_at
+        .filter(|_| l.status == crate::domain::LeadStatus::Pending)
+}
+
 fn callback_text(l: &crate::domain::Lead) -> String {
     let asked = l.callback_at.map(rfc3339).unwrap_or_default();
-    match l.next_attempt_at.filter(|_| l.status == crate::domain::LeadStatus::Pending) {
+    match callback_due(l) {
         Some(due) if Some(due) > l.callback_at => format!(
             "callback asked for {asked}: outside the lead's window or legal hours, so due at the next opening after it, {}",
             rfc3339(due)

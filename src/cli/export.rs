@@ -5,7 +5,7 @@
 
 use super::{load, open_store, CliError, CliResult};
 use crate::domain::rfc3339;
-use crate::store::{ExportAttempt, ExportLead};
+use crate::store::ExportLead;
 use chrono::{DateTime, Utc};
 use std::io::Write;
 use std::path::Path;
@@ -185,7 +185,6 @@ fn csv_rows<W: Write>(w: &mut csv::Writer<W>, l: &ExportLead) -> csv::Result<()>
 
 fn json_line(l: &ExportLead) -> serde_json::Value {
     let lead = &l.lead;
-    let attempts: Vec<&ExportAttempt> = l.attempts.iter().collect();
     serde_json::json!({
         "lead_id": lead.id,
         "campaign_id": lead.campaign_id,
@@ -199,6 +198,6 @@ fn json_line(l: &ExportLead) -> serde_json::Value {
         "next_attempt_at": lead.next_attempt_at.map(rfc3339),
         "updated_at": l.updated_at.map(rfc3339),
         "variables": lead.variables,
-        "calls": attempts,
+        "calls": l.attempts,
     })
 }

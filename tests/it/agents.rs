@@ -17,27 +17,6 @@ const AGENT_A: &str = "3c90c3cc-0d44-4b50-8888-8dd25736052a";
 const AGENT_B: &str = "7f1e2d3c-4b5a-4697-8888-1a2b3c4d5e6f";
 const LEADS: usize = 1000;
 
-fn daemon_toml(db_url: &str, fake_url: &str) -> String {
-    format!(
-        r#"
-campaigns_dir = "campaigns"
-[database]
-url = "{db_url}"
-[log]
-level = "warn"
-[providers.revring]
-kind = "revring"
-base_url = "{fake_url}"
-api_key_file = "key"
-requests_per_minute = 100000
-max_concurrent_calls = 200
-request_timeout = "5s"
-poll_interval = "200ms"
-max_call_duration = "1m"
-"#
-    )
-}
-
 const CAMPAIGN: &str = r#"
 id = "split"
 provider = "revring"
@@ -82,7 +61,7 @@ async fn splits_by_weight_and_keeps_each_leads_agent(db: TestDb) {
     std::fs::write(dir.path().join("key"), API_KEY).unwrap();
     let loaded = crate::support::write_config(
         dir.path(),
-        &daemon_toml(&db.url, &fake_url),
+        &crate::support::revring_daemon_toml(&db.url, &fake_url),
         &[("split.toml", CAMPAIGN)],
     );
     let phones = any_hour_phones(LEADS);

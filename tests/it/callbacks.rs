@@ -26,27 +26,6 @@ const TWICE: &str = "+13105551003";
 /// Says something that is not a time: no callback.
 const UNREADABLE: &str = "+12127361004";
 
-fn daemon_toml(db_url: &str, fake_url: &str) -> String {
-    format!(
-        r#"
-campaigns_dir = "campaigns"
-[database]
-url = "{db_url}"
-[log]
-level = "warn"
-[providers.revring]
-kind = "revring"
-base_url = "{fake_url}"
-api_key_file = "key"
-requests_per_minute = 60000
-max_concurrent_calls = 50
-request_timeout = "5s"
-poll_interval = "200ms"
-max_call_duration = "1m"
-"#
-    )
-}
-
 const CAMPAIGN: &str = r#"
 id = "cb"
 provider = "revring"
@@ -87,7 +66,7 @@ async fn callbacks_from_the_call(db: TestDb) {
     std::fs::write(dir.path().join("key"), API_KEY).unwrap();
     let loaded = crate::support::write_config(
         dir.path(),
-        &daemon_toml(&db.url, &fake_url),
+        &crate::support::revring_daemon_toml(&db.url, &fake_url),
         &[("cb.toml", CAMPAIGN)],
     );
     for phone in [SOON, IN_THE_GAP, TWICE, UNREADABLE] {

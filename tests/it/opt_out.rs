@@ -20,27 +20,6 @@ const OPTS_OUT: &str = "+12127361001";
 const SENT_ITSELF: &str = "+12127361002";
 const STAYS: &str = "+12127361003";
 
-fn daemon_toml(db_url: &str, fake_url: &str) -> String {
-    format!(
-        r#"
-campaigns_dir = "campaigns"
-[database]
-url = "{db_url}"
-[log]
-level = "warn"
-[providers.revring]
-kind = "revring"
-base_url = "{fake_url}"
-api_key_file = "key"
-requests_per_minute = 60000
-max_concurrent_calls = 50
-request_timeout = "5s"
-poll_interval = "200ms"
-max_call_duration = "1m"
-"#
-    )
-}
-
 fn campaign(id: &str, opt_out: &str) -> String {
     format!(
         r#"
@@ -78,7 +57,7 @@ async fn an_opt_out_stops_the_number_everywhere(db: TestDb) {
     std::fs::write(dir.path().join("key"), API_KEY).unwrap();
     let loaded = crate::support::write_config(
         dir.path(),
-        &daemon_toml(&db.url, &fake_url),
+        &crate::support::revring_daemon_toml(&db.url, &fake_url),
         &[
             ("a.toml", &campaign("a", "[opt_out]\nfield = \"opt_out\"")),
             ("b.toml", &campaign("b", "")),

@@ -227,6 +227,29 @@ pub fn write_config(dir: &Path, daemon: &str, campaigns: &[(&str, &str)]) -> Loa
     config::load(&dir.join("dialer.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A daemon file for one RevRing account at `fake_url` (the key in
+/// `key`), generous limits, polled every 200 ms.
+pub fn revring_daemon_toml(db_url: &str, fake_url: &str) -> String {
+    format!(
+        r#"
+campaigns_dir = "campaigns"
+[database]
+url = "{db_url}"
+[log]
+level = "warn"
+[providers.revring]
+kind = "revring"
+base_url = "{fake_url}"
+api_key_file = "key"
+requests_per_minute = 100000
+max_concurrent_calls = 200
+request_timeout = "5s"
+poll_interval = "200ms"
+max_call_duration = "1m"
+"#
+    )
+}
+
 /// A daemon file for the simulated provider on `url`.
 pub fn sim_daemon_toml(url: &str, extra: &str) -> String {
     format!(
