@@ -21,7 +21,7 @@ use chrono::Utc;
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
 use dialer::engine;
-use dialer::store::{ClaimLimits, Store};
+use dialer::store::{ClaimLimits, FromChoice, Store};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
@@ -105,7 +105,16 @@ async fn placed_attempts(store: Arc<dyn Store>, n: usize) -> Vec<Placed> {
             let mut out = Vec::with_capacity(part.len());
             for lead in &part {
                 let a = store
-                    .begin_attempt(lead, PROVIDER, None, None, &[], later, later, now)
+                    .begin_attempt(
+                        lead,
+                        PROVIDER,
+                        &FromChoice::fixed(None),
+                        None,
+                        &[],
+                        later,
+                        later,
+                        now,
+                    )
                     .await
                     .unwrap()
                     .into_attempt()

@@ -9,7 +9,7 @@ use crate::lifecycle::{self, Timings};
 use crate::pacing::{Limiter, Pause};
 use crate::provider::PlaceRequest;
 use crate::schedule::Facts;
-use crate::store::{Begun, ClaimLimits, LeadNext, NumberFacts};
+use crate::store::{Begun, ClaimLimits, FromChoice, LeadNext, NumberFacts};
 use crate::watchdog::Heartbeat;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
@@ -79,6 +79,7 @@ pub async fn run_campaign(
         look_ahead: AtomicBool::new(false),
         unsent: AtomicUsize::new(0),
         drained: Notify::new(),
+        caller_ids_capped: Mutex::new(None),
     };
     let d = Arc::new(d);
     let never = Notify::new();
@@ -164,6 +165,9 @@ struct Dispatcher {
     unsent: AtomicUsize,
     /// Told when `unsent` drops to zero.
     drained: Notify,
+    /// Every caller ID of the campaign was at its cap until then (the
+    /// store's count, all daemons): no claim before it.
+    caller_ids_capped: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// One attempt task not yet committed: counted in `Dispatcher::unsent`
@@ -217,6 +221,15 @@ impl Dispatcher {
         }
         if let Some(p) = self.provider.pacing.paused(now) {
             return Ok(Next::Until(p.until));
+        }
+        if let Some(until) = *self
+            .caller_ids_capped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            if until > now {
+                return Ok(Next::Until(until));
+            }
         }
         if self.provider.pacing.take_probe(now) {
             // The account was unusable (bad key, no credits): ask it once
@@ -481,6 +494,8 @@ impl Dispatcher {
             due_at: None,
             // Checked by the caller, which hands the lead back to the pause's end.
             provider_paused_until: None,
+            // Counted by `begin_attempt`, in the transaction that commits.
+            caller_id_free_at: None,
             recent_attempts: &known.recent_attempts,
         };
         self.campaign.rules.evaluate(&facts, now)
@@ -525,11 +540,16 @@ impl Dispatcher {
                 .await?;
             return Ok(());
         }
-        let from = if c.from_numbers.is_empty() {
-            None
-        } else {
-            let i = self.next_from.fetch_add(1, Ordering::Relaxed) % c.from_numbers.len();
-            Some(c.from_numbers[i].clone())
+        // The caller IDs this call may use, best first; the store takes the
+        // first under its caps in the transaction that commits the attempt.
+        let from = FromChoice {
+            numbers: c.caller_ids.candidates(
+                &c.id,
+                Some(lead.lead.id),
+                &lead.lead.phone,
+                self.next_from.fetch_add(1, Ordering::Relaxed),
+            ),
+            caps: c.caller_ids.caps.clone(),
         };
         // Chosen once: the attempt row records the agent the request names.
         let agent = c.agent_for(lead.lead.id).to_string();
@@ -543,7 +563,7 @@ impl Dispatcher {
             .begin_attempt(
                 &lead,
                 &p.cfg.name,
-                from.as_deref(),
+                &from,
                 Some(agent.as_str()),
                 &caps,
                 send_lease,
@@ -556,6 +576,29 @@ impl Dispatcher {
             Begun::Attempt(a) => *a,
             Begun::NotHeld => {
                 tracing::info!(campaign = %c.id, lead = lead.lead.id, "lead no longer held (lease lost or stopped by another system); not dialled");
+                return Ok(());
+            }
+            Begun::CallerIdCapped { until } => {
+                d.metrics.caller_id_capped(&c.id);
+                let now = d.clock.now();
+                if c.caller_ids.choose != crate::caller_id::Choose::Sticky {
+                    // Every number of the campaign is at its cap: the
+                    // campaign waits rather than claim leads it cannot call.
+                    let mut capped = self
+                        .caller_ids_capped
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if capped.is_none_or(|t| t < until) {
+                        tracing::info!(campaign = %c.id, until = %crate::domain::rfc3339(until), "every caller ID is at its cap; the campaign waits");
+                        *capped = Some(until);
+                    }
+                } else {
+                    tracing::debug!(campaign = %c.id, lead = lead.lead.id, until = %crate::domain::rfc3339(until), "the lead's caller ID is at its cap; the lead waits");
+                }
+                d.store
+                    .release(&lead, &LeadNext::pending(until.max(now), None), now)
+                    .await?;
+                d.slot_freed(&p.cfg.name);
                 return Ok(());
             }
             Begun::Capped | Begun::DoNotCall => {
@@ -590,6 +633,7 @@ impl Dispatcher {
             provider = %self.provider.cfg.name,
             provider_call_id = tracing::field::Empty,
         );
+        let from = attempt.from_number.clone();
         self.place(lead, attempt, from, agent, permit)
             .instrument(span)
             .await

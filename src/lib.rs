@@ -5,6 +5,7 @@
 //! places the call, `status` learns its fate, `outcome` decides what next.
 
 pub mod audit;
+pub mod caller_id;
 pub mod cli;
 pub mod clock;
 pub mod config;

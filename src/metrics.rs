@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub const CALLS_PLACED: &str = "dialer_calls_placed_total";
 pub const CALLS_NOT_PLACED: &str = "dialer_calls_not_placed_total";
+pub const CALLER_ID_CAPPED: &str = "dialer_caller_id_capped_total";
 pub const CALLS_UNKNOWN: &str = "dialer_calls_unknown_total";
 pub const CALL_OUTCOMES: &str = "dialer_call_outcomes_total";
 pub const PROVIDER_UNUSABLE: &str = "dialer_provider_unusable_total";
@@ -150,6 +151,8 @@ impl Metrics {
         for name in [CALLS_PLACED, CALLS_NOT_PLACED, CALLS_UNKNOWN] {
             self.counter(name, &l).absolute(0);
         }
+        self.counter(CALLER_ID_CAPPED, &[("campaign", campaign)])
+            .absolute(0);
         for o in crate::domain::Outcome::ALL {
             self.outcome(campaign, provider, o.as_str()).absolute(0);
         }
@@ -191,6 +194,10 @@ impl Metrics {
         c(
             CALLS_NOT_PLACED,
             "Place requests the provider refused before placing (the same attempt is sent again later).",
+        );
+        c(
+            CALLER_ID_CAPPED,
+            "Leads not dialled because every caller ID they may use was at its [caller_id] cap, by campaign.",
         );
         c(
             CALLS_UNKNOWN,
@@ -380,6 +387,11 @@ impl Metrics {
             .set(events as f64);
         self.gauge(OUTBOUND_OLDEST, &[("webhook", webhook)])
             .set(oldest_seconds);
+    }
+
+    pub fn caller_id_capped(&self, campaign: &str) {
+        self.counter(CALLER_ID_CAPPED, &[("campaign", campaign)])
+            .increment(1);
     }
 
     pub fn database_error(&self) {

@@ -49,6 +49,22 @@ pub async fn run(
         .await?
         .into_iter()
         .find(|p| p.provider == c.provider && p.active(at));
+    // The caller IDs the call would use, in order, and when every one of
+    // them is at a `[caller_id]` cap, until when.
+    let numbers = c
+        .caller_ids
+        .candidates(&c.id, lead.as_ref().map(|l| l.id), &phone, 0);
+    let longest = c.caller_ids.caps.iter().map(|(p, _)| *p).max();
+    let caller_id_free_at = match longest {
+        Some(longest) if !numbers.is_empty() => {
+            let mut used = store.caller_id_use(&numbers, at - longest).await?;
+            for times in used.values_mut() {
+                times.retain(|t| *t <= at);
+            }
+            crate::caller_id::first_free(&numbers, &c.caller_ids.caps, &used, at).err()
+        }
+        _ => None,
+    };
     let facts = Facts {
         phone: &phone,
         timezone: lead.as_ref().and_then(|l| l.timezone.as_deref()),
@@ -61,6 +77,7 @@ pub async fn run(
             .filter(|l| !l.status.is_final())
             .and_then(|l| l.next_attempt_at),
         provider_paused_until: pause.as_ref().map(|p| p.until),
+        caller_id_free_at,
         recent_attempts: &recent,
     };
     let v = c.rules.evaluate(&facts, at);
@@ -82,6 +99,11 @@ pub async fn run(
         "blocked_by": blocked,
         "next_callable_at": v.next_callable_at.map(rfc3339),
         "callback": callback_json(lead.as_ref()),
+        "caller_id": (!numbers.is_empty()).then(|| json!({
+            "choose": c.caller_ids.choose.as_str(),
+            "numbers": numbers,
+            "capped_until": caller_id_free_at.map(rfc3339),
+        })),
         "provider_paused": pause.as_ref().map(|p| json!({
             "provider": p.provider,
             "reason": p.reason,
@@ -121,6 +143,13 @@ pub async fn run(
     if let Some(l) = lead.as_ref().filter(|l| l.callback_at.is_some()) {
         println!("{}", callback_text(l));
     }
+    if !numbers.is_empty() {
+        println!(
+            "caller ID ({}): {}",
+            c.caller_ids.choose.as_str(),
+            numbers.join(", ")
+        );
+    }
     if v.zone.zones.len() > 1 {
         println!("  the number's prefix spans several zones: called only when every one is open");
     }
@@ -141,6 +170,11 @@ pub async fn run(
                 p.provider,
                 rfc3339(p.until),
                 p.reason
+            ),
+            (_, crate::schedule::Rule::CallerIdCap) => println!(
+                "  blocked by {} (every caller ID it may use is at its [caller_id] cap until {})",
+                r.as_str(),
+                caller_id_free_at.map(rfc3339).unwrap_or_default()
             ),
             _ => println!("  blocked by {}", r.as_str()),
         }

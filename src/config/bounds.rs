@@ -113,6 +113,10 @@ pub const MAX_ATTEMPTS_PER_DAY: RangeInclusive<u32> = 1..=1000;
 pub const CALLBACKS_PER_LEAD: RangeInclusive<u32> = 0..=100;
 /// `agents[].weight`.
 pub const AGENT_WEIGHT: RangeInclusive<u32> = 1..=1000;
+/// `[caller_id] calls_per_hour`, per number.
+pub const CALLER_ID_PER_HOUR: RangeInclusive<u32> = 1..=100_000;
+/// `[caller_id] calls_per_day`, per number.
+pub const CALLER_ID_PER_DAY: RangeInclusive<u32> = 1..=1_000_000;
 
 /// Why the integer `v` is refused for `range`, or `None` when it is allowed.
 pub fn refuse_int(v: i64, range: &RangeInclusive<u32>) -> Option<String> {

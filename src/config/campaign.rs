@@ -4,6 +4,7 @@ use super::bounds;
 use super::daemon::DaemonConfig;
 use super::table::{Problems, Table};
 use super::{read_toml, Problem};
+use crate::caller_id::{CallerIds, Choose};
 use crate::domain::Outcome;
 use crate::provider::CallerId;
 use crate::schedule::Rules;
@@ -26,6 +27,9 @@ pub struct CampaignConfig {
     pub agents: Vec<(String, u32)>,
     pub skill_id: Option<String>,
     pub from_numbers: Vec<String>,
+    /// `[caller_id]`: how a call's number is chosen from `from_numbers`,
+    /// and the per-number caps.
+    pub caller_ids: CallerIds,
     pub timezone: Option<Tz>,
     pub starts: Option<NaiveDate>,
     pub ends: Option<NaiveDate>,
@@ -257,13 +261,7 @@ impl CampaignConfig {
         if self.agents.len() <= 1 || total == 0 {
             return &self.agent_id;
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.id.bytes().chain([b':']).chain(lead_id.to_le_bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // Mixes the high bits into the low ones before the modulo.
-        h ^= h >> 29;
+        let h = crate::caller_id::stable_hash(&self.id, lead_id);
         let mut pick = h % total;
         for (id, w) in &self.agents {
             let w = u64::from(*w);
@@ -408,6 +406,7 @@ pub fn load_campaign(
             }
         }
     }
+    let caller_ids = caller_ids(&mut t, facts, &from_numbers);
     let timezone = t.parsed("timezone", |v| {
         v.parse::<Tz>()
             .map_err(|_| format!("`{v}` is not an IANA time zone (e.g. America/New_York)"))
@@ -578,6 +577,7 @@ pub fn load_campaign(
         agents,
         skill_id,
         from_numbers,
+        caller_ids,
         timezone,
         starts,
         ends,
@@ -606,6 +606,72 @@ pub fn load_campaign(
     } else {
         Err(problems.list)
     }
+}
+
+/// `[caller_id]`: how a call's number is chosen, and the per-number caps.
+fn caller_ids(
+    t: &mut Table<'_>,
+    facts: Option<&crate::provider::Facts>,
+    from_numbers: &[String],
+) -> CallerIds {
+    let Some(mut c) = t.table("caller_id") else {
+        return CallerIds::new(
+            Choose::RoundRobin,
+            from_numbers,
+            &BTreeMap::new(),
+            Vec::new(),
+        );
+    };
+    let choose = c
+        .parsed("choose", |v| v.parse::<Choose>())
+        .unwrap_or_default();
+    let mut caps = Vec::new();
+    if let Some(n) = c.int_in("calls_per_hour", &bounds::CALLER_ID_PER_HOUR) {
+        caps.push((chrono::Duration::hours(1), n));
+    }
+    if let Some(n) = c.int_in("calls_per_day", &bounds::CALLER_ID_PER_DAY) {
+        caps.push((chrono::Duration::hours(24), n));
+    }
+    let mut dialled = BTreeMap::new();
+    if let Some(mut m) = c.table("numbers") {
+        for (id, _) in m.take_all() {
+            let Some(number) = m.opt::<String>(&id) else {
+                continue;
+            };
+            if !crate::phone::is_e164(&number) {
+                m.problem(
+                    &id,
+                    format!("`{number}` is not an E.164 number (+15551230001)"),
+                );
+            } else if !from_numbers.contains(&id) {
+                m.problem(&id, "is not one of from_numbers");
+            } else {
+                dialled.insert(id, number);
+            }
+        }
+        m.finish();
+    }
+    match facts.map(|f| (f.caller_id, f.title)) {
+        Some((CallerId::Unused, title)) => c.problem(
+            "choose",
+            format!("{title} places calls from its own numbers (it has no caller-ID field): [caller_id] cannot apply"),
+        ),
+        _ if from_numbers.is_empty() => c.problem(
+            "choose",
+            "[caller_id] needs from_numbers to choose from",
+        ),
+        Some((CallerId::NumberId, title)) if choose == Choose::Local => {
+            for id in from_numbers.iter().filter(|id| !dialled.contains_key(*id)) {
+                c.problem(
+                    "numbers",
+                    format!("choose = \"local\" needs the number each {title} number id dials from: add `{id}` = \"+1...\" under [caller_id.numbers]"),
+                );
+            }
+        }
+        _ => {}
+    }
+    c.finish();
+    CallerIds::new(choose, from_numbers, &dialled, caps)
 }
 
 fn hash_hex(bytes: &[u8]) -> String {

@@ -399,7 +399,7 @@ mod tests {
                     "from_numbers",
                     "`5551230001` is not an E.164 number (+15551230001)".into(),
                 )],
-                CallerId::NumberId | CallerId::Unused => vec![],
+                CallerId::NumberId | CallerId::Unused | CallerId::Recorded => vec![],
             };
             assert_eq!(problems, expected, "kind {}", f.name);
 
@@ -457,6 +457,94 @@ mod tests {
         assert_eq!(
             ProviderKind::parse("twilio"),
             Err("unknown kind `twilio`; expected revring, voicedock, elemente or simulated".into())
+        );
+    }
+
+    #[test]
+    fn caller_id_tables_are_checked_per_kind() {
+        let revring = "kind = \"revring\"\napi_key_file = \"key\"";
+        let numbers = "agent_id = \"a\"\nfrom_numbers = [\"+12125550100\", \"+13125550100\"]\n";
+        let (problems, loaded) = load_one(
+            revring,
+            &format!("{numbers}[caller_id]\nchoose = \"local\"\ncalls_per_hour = 30\ncalls_per_day = 200\n"),
+        );
+        assert_eq!(problems, vec![]);
+        let ids = &loaded.campaigns[0].caller_ids;
+        assert_eq!(ids.choose, crate::caller_id::Choose::Local);
+        assert_eq!(
+            ids.caps,
+            [
+                (chrono::Duration::hours(1), 30),
+                (chrono::Duration::hours(24), 200)
+            ]
+        );
+        let whys = |provider: &str, campaign: &str| -> Vec<(String, String)> {
+            load_one(provider, campaign)
+                .0
+                .into_iter()
+                .map(|(_, key, why)| (key, why))
+                .collect()
+        };
+        assert_eq!(
+            whys(
+                revring,
+                &format!("{numbers}[caller_id]\nchoose = \"nearest\"\ncalls_per_hour = 0\nper_minute = 1\n")
+            ),
+            [
+                (
+                    "caller_id.choose".to_string(),
+                    "`nearest` is not a way to choose (round_robin, local, sticky)".to_string()
+                ),
+                (
+                    "caller_id.calls_per_hour".to_string(),
+                    "0 is out of range (at least 1)".to_string()
+                ),
+                ("caller_id.per_minute".to_string(), "unknown key".to_string()),
+            ]
+        );
+        assert_eq!(
+            whys(
+                "kind = \"elemente\"\napi_key_file = \"key\"\nusername = \"u\"",
+                "agent_id = \"a\"\nskill_id = \"s\"\n[caller_id]\nchoose = \"sticky\"\n"
+            ),
+            [(
+                "caller_id.choose".to_string(),
+                "Elemente places calls from its own numbers (it has no caller-ID field): [caller_id] cannot apply".to_string()
+            )]
+        );
+        // VoiceDock's from_numbers are number ids: local presence needs the
+        // number each one dials from.
+        let voicedock = "kind = \"voicedock\"\napi_key_file = \"key\"";
+        let ids = "agent_id = \"a\"\nfrom_numbers = [\"num_NY\", \"num_IL\"]\n[caller_id]\nchoose = \"local\"\n";
+        assert_eq!(
+            whys(voicedock, &format!("{ids}[caller_id.numbers]\nnum_NY = \"+12125550100\"\nnum_XX = \"+13125550100\"\n")),
+            [
+                ("caller_id.numbers.num_XX".to_string(), "is not one of from_numbers".to_string()),
+                (
+                    "caller_id.numbers".to_string(),
+                    "choose = \"local\" needs the number each VoiceDock number id dials from: add `num_IL` = \"+1...\" under [caller_id.numbers]".to_string()
+                ),
+            ]
+        );
+        let (problems, loaded) = load_one(
+            voicedock,
+            &format!(
+                "{ids}[caller_id.numbers]\nnum_NY = \"+12125550100\"\nnum_IL = \"+13125550100\"\n"
+            ),
+        );
+        assert_eq!(problems, vec![]);
+        assert_eq!(
+            loaded.campaigns[0]
+                .caller_ids
+                .candidates("c", Some(1), "+17735550199", 0)[0],
+            "num_IL"
+        );
+        assert_eq!(
+            whys("kind = \"simulated\"", "[caller_id]\nchoose = \"sticky\"\n"),
+            [(
+                "caller_id.choose".to_string(),
+                "[caller_id] needs from_numbers to choose from".to_string()
+            )]
         );
     }
 

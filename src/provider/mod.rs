@@ -152,6 +152,9 @@ pub enum CallerId {
     NumberId,
     /// The provider has no caller-ID field; `from_numbers` is not sent.
     Unused,
+    /// Nothing is sent (the simulated provider), but a number chosen from
+    /// `from_numbers` is recorded on the attempt; optional.
+    Recorded,
 }
 
 /// Whether a provider sends webhooks, and what they need.

@@ -25,7 +25,7 @@ pub const FACTS: Facts = Facts {
     needs_username: false,
     needs_skill_id: false,
     default_agent_id: Some("simulated"),
-    caller_id: CallerId::Unused,
+    caller_id: CallerId::Recorded,
     webhooks: Webhooks::NotSent,
     simulation: true,
     // Makes no requests: polls take no cell.

@@ -85,6 +85,7 @@ pub enum Rule {
     UnknownTimezone,
     Paused,
     ProviderPaused,
+    CallerIdCap,
     FinalStatus,
     NotDue,
 }
@@ -106,6 +107,7 @@ impl Rule {
             Rule::UnknownTimezone => "unknown_timezone",
             Rule::Paused => "paused",
             Rule::ProviderPaused => "provider_paused",
+            Rule::CallerIdCap => "caller_id_cap",
             Rule::FinalStatus => "final_status",
             Rule::NotDue => "not_due",
         }
@@ -143,6 +145,9 @@ pub struct Facts<'a> {
     pub due_at: Option<DateTime<Utc>>,
     /// Placing on the campaign's provider is paused until then.
     pub provider_paused_until: Option<DateTime<Utc>>,
+    /// Every caller ID the lead may be called from is at a `[caller_id]`
+    /// cap until then.
+    pub caller_id_free_at: Option<DateTime<Utc>>,
     /// Counted attempts to this number, all campaigns, newest last, at most 31 days old.
     pub recent_attempts: &'a [DateTime<Utc>],
 }

@@ -218,6 +218,9 @@ impl Rules {
         if facts.provider_paused_until.is_some_and(|u| u > at) {
             block(Rule::ProviderPaused, false, &mut blocked_by);
         }
+        if facts.caller_id_free_at.is_some_and(|u| u > at) {
+            block(Rule::CallerIdCap, false, &mut blocked_by);
+        }
         for cap in &plan.caps {
             if count_in_window(facts.recent_attempts, cap.period(), at) >= cap.max as usize {
                 block(cap.rule, cap.max == 0, &mut blocked_by);
@@ -384,11 +387,13 @@ impl Rules {
         at: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         let limit = at + Duration::days(HORIZON_DAYS);
-        // Not before the lead is due nor before the provider's pause ends.
+        // Not before the lead is due, the provider's pause ends, nor a
+        // caller ID is under its caps again.
         let mut t = facts
             .due_at
             .into_iter()
             .chain(facts.provider_paused_until)
+            .chain(facts.caller_id_free_at)
             .fold(at, DateTime::max);
         for _ in 0..MAX_STEPS {
             if t > limit {

@@ -139,6 +139,24 @@ impl LeadNext {
 /// At most `max` counted attempts to one number in any rolling `period`.
 pub type NumberCap = (chrono::Duration, u32);
 
+/// The caller IDs an attempt may go out from, best first, and the caps each
+/// is held to (counted attempts from that number, every campaign).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FromChoice {
+    pub numbers: Vec<String>,
+    pub caps: Vec<NumberCap>,
+}
+
+impl FromChoice {
+    /// This one number (or none), with no cap.
+    pub fn fixed(number: Option<&str>) -> Self {
+        FromChoice {
+            numbers: number.map(str::to_string).into_iter().collect(),
+            caps: Vec::new(),
+        }
+    }
+}
+
 /// What `begin_attempt` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Begun {
@@ -153,6 +171,9 @@ pub enum Begun {
     /// The number is on the do-not-call list: nothing committed, the lead
     /// is still held.
     DoNotCall,
+    /// Every caller ID the attempt may use is at one of its caps until
+    /// `until`: nothing committed, the lead is still held.
+    CallerIdCapped { until: DateTime<Utc> },
 }
 
 impl Begun {
@@ -160,7 +181,9 @@ impl Begun {
     pub fn into_attempt(self) -> Option<Attempt> {
         match self {
             Begun::Attempt(a) => Some(*a),
-            Begun::NotHeld | Begun::Capped | Begun::DoNotCall => None,
+            Begun::NotHeld | Begun::Capped | Begun::DoNotCall | Begun::CallerIdCapped { .. } => {
+                None
+            }
         }
     }
 }
@@ -260,12 +283,16 @@ pub trait Store: Send + Sync {
     /// reached cap commits nothing (`Begun::Capped`). The do-not-call list
     /// is read in the same transaction: a number on it commits nothing
     /// (`Begun::DoNotCall`), however recently it was added.
+    ///
+    /// The attempt goes out from the first of `from.numbers` under its caps,
+    /// counted in the same transaction and serialised across daemons; when
+    /// every one is at a cap nothing is committed (`Begun::CallerIdCapped`).
     #[allow(clippy::too_many_arguments)]
     async fn begin_attempt(
         &self,
         lead: &ClaimedLead,
         provider: &str,
-        from_number: Option<&str>,
+        from: &FromChoice,
         agent_id: Option<&str>,
         caps: &[NumberCap],
         lease_until: DateTime<Utc>,
@@ -352,6 +379,15 @@ pub trait Store: Send + Sync {
         phones: &[&str],
         since: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<String, NumberFacts>>;
+
+    /// Counted attempts (every campaign) that went out from each of
+    /// `numbers` (caller IDs) after `since`: what `begin_attempt` counts
+    /// against `[caller_id]` caps.
+    async fn caller_id_use(
+        &self,
+        numbers: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<String, Vec<DateTime<Utc>>>>;
 
     async fn find_lead(&self, campaign_id: &str, phone: &str) -> Result<Option<Lead>>;
 

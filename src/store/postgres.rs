@@ -6,9 +6,9 @@
 
 use super::group::{Group, Tx};
 use super::shared::{
-    claimed, dnc_of_sql, export_page_sql, find_attempt_sql, open_attempts_sql, placeholders,
-    priority_levels, recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED, DNC_ONE_SQL,
-    DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql, open_attempts_sql,
+    placeholders, priority_levels, recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED,
+    DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::ceil_second;
@@ -75,6 +75,11 @@ const OUTBOX_LOCK: &str = "FOR UPDATE SKIP LOCKED";
 /// the number's attempts and its insert are one step for every campaign.
 const NUMBER_LOCK: Option<&str> =
     Some("SELECT pg_advisory_xact_lock(hashtext('dialer.number:' || $1))");
+
+/// Serialises the choice of a capped caller ID across daemons: its count of
+/// each number's attempts and the insert are one step for every campaign.
+const CALLER_ID_LOCK: Option<&str> =
+    Some("SELECT pg_advisory_xact_lock(hashtext('dialer.caller_id'))");
 
 fn claim_sql(levels: &[String]) -> String {
     // `candidates`: one arm per priority level (see `priority_levels`), each

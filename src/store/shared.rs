@@ -13,6 +13,7 @@
 //!   `FOR UPDATE SKIP LOCKED`);
 //! - `NUMBER_LOCK`: what serialises `begin_attempt` per phone number (bound
 //!   to `$1`), so its cap count cannot be read stale by another daemon;
+//! - `CALLER_ID_LOCK`: likewise for the choice of a capped caller ID;
 //! - `GREATEST`: the larger of two values (`max` vs `greatest`);
 //! - `REQUEST_MINUTE`: an attempt's `requested_at` cut to its minute, read
 //!   back with `get_ts`;
@@ -95,6 +96,15 @@ pub(super) const DNC_ONE_SQL: &str = "SELECT count(*) FROM dnc WHERE phone = $1"
 pub(super) const NUMBER_ATTEMPTS_SQL: &str = "SELECT count(*) FROM call_attempts
       WHERE to_number = $1 AND state <> 'not_placed' AND requested_at > $2";
 
+/// Counted attempts that went out from `n` caller IDs (`$2`...) after `$1`.
+pub(super) fn caller_id_use_sql(n: usize) -> String {
+    format!(
+        "SELECT from_number, requested_at FROM call_attempts
+          WHERE from_number IN ({}) AND requested_at > $1 AND state <> 'not_placed'",
+        placeholders(2, n)
+    )
+}
+
 /// `$first, $first+1, ...`: `n` placeholders for an `IN` list.
 pub(super) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -161,7 +171,7 @@ pub(super) fn open_attempts_sql() -> String {
     )
 }
 
-use super::{NumberCap, Result};
+use super::{FromChoice, NumberCap, Result};
 use crate::domain::{ClaimedLead, Lead};
 use chrono::{DateTime, Utc};
 
@@ -169,7 +179,7 @@ use chrono::{DateTime, Utc};
 pub(super) struct BeginArgs {
     pub lead: ClaimedLead,
     pub provider: String,
-    pub from_number: Option<String>,
+    pub from: FromChoice,
     pub agent_id: Option<String>,
     pub caps: Vec<NumberCap>,
     pub lease_until: DateTime<Utc>,
@@ -282,6 +292,29 @@ macro_rules! store_impl {
                 attempt: attempt_from_row(row)?,
                 lead: lead_from_row(row)?,
             })
+        }
+
+        /// `Store::caller_id_use` on one connection (or a transaction's).
+        async fn caller_id_use_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            numbers: &[String],
+            since: DateTime<Utc>,
+        ) -> Result<std::collections::HashMap<String, Vec<DateTime<Utc>>>> {
+            let mut used = std::collections::HashMap::<String, Vec<DateTime<Utc>>>::new();
+            for chunk in numbers.chunks(500) {
+                let sql = caller_id_use_sql(chunk.len());
+                let mut q = sqlx::query(&sql).bind(ts(since));
+                for n in chunk {
+                    q = q.bind(n);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    if let Some(at) = get_ts(&row, "requested_at")? {
+                        let n: String = row.try_get("from_number")?;
+                        used.entry(n).or_default().push(at);
+                    }
+                }
+            }
+            Ok(used)
         }
 
         impl $store {
@@ -441,6 +474,22 @@ macro_rules! store_impl {
                         return Ok(Begun::Capped);
                     }
                 }
+                let from_number = if a.from.caps.is_empty() {
+                    a.from.numbers.first().cloned()
+                } else {
+                    // One chooser at a time across daemons: the count and
+                    // the insert below are one step for every caller ID.
+                    if let Some(lock) = CALLER_ID_LOCK {
+                        sqlx::query(lock).execute(&mut *tx).await?;
+                    }
+                    let longest = a.from.caps.iter().map(|(p, _)| *p).max().unwrap_or_default();
+                    let used = caller_id_use_on(&mut *tx, &a.from.numbers, a.now - longest).await?;
+                    match crate::caller_id::first_free(&a.from.numbers, &a.from.caps, &used, a.now) {
+                        Ok(n) => n,
+                        // Dropping the savepoint undoes the lease and due time.
+                        Err(until) => return Ok(Begun::CallerIdCapped { until }),
+                    }
+                };
                 let reused = sqlx::query(
                     "UPDATE call_attempts SET state = 'sending', requested_at = $1, from_number = $2,
                             provider = $3, error = NULL, agent_id = $6
@@ -448,7 +497,7 @@ macro_rules! store_impl {
                      RETURNING id",
                 )
                 .bind(ts(a.now))
-                .bind(&a.from_number)
+                .bind(&from_number)
                 .bind(&a.provider)
                 .bind(lead.lead.id)
                 .bind(lead.attempt)
@@ -469,7 +518,7 @@ macro_rules! store_impl {
                         .bind(&lead.lead.campaign_id)
                         .bind(lead.attempt)
                         .bind(&a.provider)
-                        .bind(&a.from_number)
+                        .bind(&from_number)
                         .bind(&lead.lead.phone)
                         .bind(ts(a.now))
                         .bind(&a.agent_id)
@@ -494,7 +543,7 @@ macro_rules! store_impl {
                     attempt: lead.attempt,
                     provider: a.provider.clone(),
                     provider_call_id: None,
-                    from_number: a.from_number.clone(),
+                    from_number,
                     to_number: lead.lead.phone.clone(),
                     state: AttemptState::Sending,
                     provider_status: None,
@@ -775,7 +824,7 @@ macro_rules! store_impl {
                 &self,
                 lead: &ClaimedLead,
                 provider: &str,
-                from_number: Option<&str>,
+                from: &FromChoice,
                 agent_id: Option<&str>,
                 caps: &[NumberCap],
                 lease_until: DateTime<Utc>,
@@ -785,14 +834,23 @@ macro_rules! store_impl {
                 let args = BeginArgs {
                     lead: lead.clone(),
                     provider: provider.to_string(),
-                    from_number: from_number.map(str::to_string),
+                    from: from.clone(),
                     agent_id: agent_id.map(str::to_string),
                     caps: caps.to_vec(),
                     lease_until,
                     unknown_due,
                     now,
                 };
-                self.group.write(args, |tx, a| Box::pin(Self::begin_attempt_in(tx, a))).await
+                if from.caps.is_empty() {
+                    return self.group.write(args, |tx, a| Box::pin(Self::begin_attempt_in(tx, a))).await;
+                }
+                // Capped caller IDs: a transaction of its own, so that the
+                // chooser's lock is taken holding no other write's locks
+                // (grouped, two writers could each wait for the other).
+                let mut tx = self.pool.begin().await?;
+                let begun = Self::begin_attempt_in(&mut tx, &args).await?;
+                tx.commit().await?;
+                Ok(begun)
             }
 
             async fn attempt_not_placed(
@@ -941,6 +999,15 @@ macro_rules! store_impl {
                     }
                 }
                 Ok(facts)
+            }
+
+            async fn caller_id_use(
+                &self,
+                numbers: &[String],
+                since: DateTime<Utc>,
+            ) -> Result<std::collections::HashMap<String, Vec<DateTime<Utc>>>> {
+                let mut conn = self.pool.acquire().await?;
+                caller_id_use_on(&mut conn, numbers, since).await
             }
 
             async fn find_lead(&self, campaign_id: &str, phone: &str) -> Result<Option<Lead>> {

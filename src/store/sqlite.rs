@@ -8,9 +8,9 @@
 
 use super::group::{Group, Tx};
 use super::shared::{
-    claimed, dnc_of_sql, export_page_sql, find_attempt_sql, open_attempts_sql, placeholders,
-    priority_levels, recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED, DNC_ONE_SQL,
-    DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql, open_attempts_sql,
+    placeholders, priority_levels, recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED,
+    DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::{ceil_second, rfc3339};
@@ -100,6 +100,9 @@ const OUTBOX_LOCK: &str = "";
 /// `begin_attempt` writes first, which takes the single write lock for the
 /// whole transaction: no other attempt to any number can commit meanwhile.
 const NUMBER_LOCK: Option<&str> = None;
+
+/// Likewise for the choice of a capped caller ID.
+const CALLER_ID_LOCK: Option<&str> = None;
 
 fn claim_sql(levels: &[String]) -> String {
     // One arm per priority level (see `priority_levels`), each an index

@@ -3,9 +3,11 @@
 use crate::support::TestDb;
 use chrono::{DateTime, Duration, Utc};
 use dialer::domain::{AttemptState, CallStatus, ClaimedLead, LeadStatus, Outcome};
-use dialer::store::{Begun, CampaignRow, ClaimLimits, LeadNext, NewLead, Settled, Store};
+use dialer::store::{
+    Begun, CampaignRow, ClaimLimits, FromChoice, LeadNext, NewLead, Settled, Store,
+};
 use serde_json::Map;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub(crate) fn t0() -> DateTime<Utc> {
@@ -83,6 +85,7 @@ on_both_backends! {
     each_open_attempt_is_polled_by_one_daemon_at_a_time => poll_split;
     writes_committed_together_keep_each_callers_own_result => grouped_writes;
     a_number_put_on_the_do_not_call_list_after_the_claim_commits_no_attempt => dnc_after_claim;
+    capped_caller_ids_are_chosen_in_the_attempts_transaction_across_daemons => caller_id_caps;
 }
 
 async fn two_claimers(db: TestDb) {
@@ -140,7 +143,7 @@ async fn expired_lease(db: TestDb) {
         .begin_attempt(
             &lead,
             "sim",
-            None,
+            &FromChoice::fixed(None),
             None,
             &[],
             now + Duration::minutes(1),
@@ -202,7 +205,7 @@ async fn lifecycle(db: TestDb) {
         .begin_attempt(
             &lead,
             "sim",
-            Some("+15551230001"),
+            &FromChoice::fixed(Some("+15551230001")),
             None,
             &[],
             now + Duration::minutes(2),
@@ -276,7 +279,7 @@ async fn lifecycle(db: TestDb) {
         .begin_attempt(
             &lead,
             "sim",
-            None,
+            &FromChoice::fixed(None),
             None,
             &[],
             retry + Duration::minutes(2),
@@ -327,7 +330,7 @@ async fn lifecycle(db: TestDb) {
         .begin_attempt(
             &lead,
             "sim",
-            None,
+            &FromChoice::fixed(None),
             None,
             &[],
             at + Duration::minutes(2),
@@ -364,7 +367,7 @@ async fn not_placed_same_attempt(db: TestDb) {
         .begin_attempt(
             &lead,
             "sim",
-            None,
+            &FromChoice::fixed(None),
             None,
             &[],
             now + Duration::minutes(2),
@@ -400,7 +403,7 @@ async fn not_placed_same_attempt(db: TestDb) {
         .begin_attempt(
             &lead,
             "sim",
-            None,
+            &FromChoice::fixed(None),
             None,
             &[],
             retry + Duration::minutes(2),
@@ -468,7 +471,7 @@ async fn stale_statuses(db: TestDb) {
         .begin_attempt(
             &lead,
             "sim",
-            None,
+            &FromChoice::fixed(None),
             None,
             &[],
             now + Duration::minutes(2),
@@ -795,7 +798,7 @@ async fn live_call(db: &TestDb, now: DateTime<Utc>) -> (ClaimedLead, dialer::dom
         .begin_attempt(
             &lead,
             "sim",
-            None,
+            &FromChoice::fixed(None),
             None,
             &[],
             now + Duration::minutes(2),
@@ -1165,7 +1168,7 @@ async fn begin_capped(store: &dyn Store, lead: &ClaimedLead, now: DateTime<Utc>)
         .begin_attempt(
             lead,
             "sim",
-            None,
+            &FromChoice::fixed(None),
             None,
             &[(Duration::hours(24), 1)],
             now + Duration::minutes(2),
@@ -1509,7 +1512,7 @@ async fn grouped_writes(db: TestDb) {
                 .begin_attempt(
                     &lead,
                     "sim",
-                    None,
+                    &FromChoice::fixed(None),
                     None,
                     &[(Duration::hours(24), 1)],
                     now + Duration::minutes(2),
@@ -1615,5 +1618,145 @@ async fn dnc_after_claim(db: TestDb) {
     assert_eq!(
         rows[0],
         vec![Some("in_progress".into()), Some("me".into()), None]
+    );
+}
+
+/// `[caller_id]` caps: 30 claimed leads begun at once through two store
+/// handles (two daemons), each offered three caller IDs in its own order,
+/// four calls an hour and six a day per number. One number was used 30
+/// minutes ago and one two days ago. Exactly the room the caps leave is
+/// committed, spread over the numbers; every other lead is told when a
+/// number frees and is left as claimed.
+async fn caller_id_caps(db: TestDb) {
+    const N: usize = 30;
+    const A: &str = "+12125550101";
+    const B: &str = "+13125550102";
+    const C: &str = "+14155550103";
+    let now = t0();
+    setup(&db, N).await;
+    let claimed = db
+        .store
+        .claim(
+            &limits(1_000, N as u32),
+            "me",
+            now,
+            now + Duration::minutes(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), N);
+    // Other leads' calls, stored as attempt 0 of leads 0, 1 and 2.
+    let earlier = |i: usize, id: &str, from: &str, at: DateTime<Utc>| {
+        format!(
+            "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number, state, requested_at)
+             VALUES ('{id}', {}, 'c1', 0, 'sim', '{from}', '+33142685300', 'ended', '{}')",
+            claimed[i].lead.id,
+            dialer::domain::rfc3339(at)
+        )
+    };
+    db.exec(&earlier(0, "half-hour-ago", A, now - Duration::minutes(30)))
+        .await;
+    db.exec(&earlier(1, "two-days-ago", C, now - Duration::days(2)))
+        .await;
+    // Refused before placing: never counts.
+    db.exec(&earlier(2, "refused", B, now - Duration::minutes(5)))
+        .await;
+    db.exec("UPDATE call_attempts SET state = 'not_placed' WHERE id = 'refused'")
+        .await;
+    let one = dialer::store::connect(&db.url, 4).await.unwrap();
+    let two = dialer::store::connect(&db.url, 4).await.unwrap();
+    let caps = vec![(Duration::hours(1), 4), (Duration::hours(24), 6)];
+    let begins = claimed.iter().enumerate().map(|(i, lead)| {
+        let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+        let mut numbers = vec![A.to_string(), B.to_string(), C.to_string()];
+        numbers.rotate_left(i % 3);
+        let from = FromChoice {
+            numbers,
+            caps: caps.clone(),
+        };
+        let lead = lead.clone();
+        tokio::spawn(async move {
+            store
+                .begin_attempt(
+                    &lead,
+                    "sim",
+                    &from,
+                    None,
+                    &[],
+                    now + Duration::minutes(2),
+                    now + Duration::hours(2),
+                    now,
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let mut from_numbers = HashMap::<String, usize>::new();
+    let mut capped = 0;
+    for handle in begins.collect::<Vec<_>>() {
+        match handle.await.unwrap() {
+            Begun::Attempt(a) => {
+                *from_numbers
+                    .entry(a.from_number.clone().expect("a caller ID"))
+                    .or_default() += 1
+            }
+            Begun::CallerIdCapped { until } => {
+                // A's call of half an hour ago leaves its hour first.
+                assert_eq!(until, now + Duration::minutes(30), "{}", db.backend());
+                capped += 1;
+            }
+            other => panic!("{}: {other:?}", db.backend()),
+        }
+    }
+    assert_eq!(
+        from_numbers,
+        HashMap::from([(A.to_string(), 3), (B.to_string(), 4), (C.to_string(), 4)]),
+        "{}",
+        db.backend()
+    );
+    assert_eq!(capped, N - 11, "{}", db.backend());
+    // What the callers were told is what the database holds.
+    let stored = db
+        .rows(
+            "SELECT from_number, CAST(count(*) AS TEXT) FROM call_attempts
+              WHERE state = 'sending' GROUP BY from_number ORDER BY from_number",
+        )
+        .await;
+    assert_eq!(
+        stored,
+        [
+            [Some(A.to_string()), Some("3".to_string())],
+            [Some(B.to_string()), Some("4".to_string())],
+            [Some(C.to_string()), Some("4".to_string())],
+        ],
+        "{}",
+        db.backend()
+    );
+    // The leads told "capped" are held as claimed, with nothing written.
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM leads WHERE status = 'in_progress' AND lease_owner = 'me'
+               AND last_attempt_at IS NULL AND attempts = 0"
+        )
+        .await,
+        (N - 11) as i64,
+        "{}",
+        db.backend()
+    );
+    // The count `explain` reads is the one the attempts were held to.
+    let used = db
+        .store
+        .caller_id_use(
+            &[A.to_string(), B.to_string(), C.to_string()],
+            now - Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    let counts: HashMap<&str, usize> = used.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+    assert_eq!(
+        counts,
+        HashMap::from([(A, 4), (B, 4), (C, 4)]),
+        "{}",
+        db.backend()
     );
 }

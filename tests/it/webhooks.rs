@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
 use dialer::engine::{self, Running};
-use dialer::store::ClaimLimits;
+use dialer::store::{ClaimLimits, FromChoice};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -131,7 +131,7 @@ poll_interval = "1h"
             .begin_attempt(
                 &lead,
                 provider,
-                None,
+                &FromChoice::fixed(None),
                 None,
                 &[],
                 now + Duration::minutes(5),

@@ -44,6 +44,7 @@ impl Campaign {
             agents: vec![("agent".into(), 1)],
             skill_id: None,
             from_numbers: Vec::new(),
+            caller_ids: Default::default(),
             timezone: self.timezone,
             starts: self.starts,
             ends: self.ends,
@@ -98,6 +99,7 @@ pub fn facts<'a>(phone: &'a str, timezone: Option<&'a str>) -> Facts<'a> {
         final_status: false,
         due_at: None,
         provider_paused_until: None,
+        caller_id_free_at: None,
         recent_attempts: &[],
     }
 }
