@@ -8,6 +8,7 @@ mod support;
 mod agents;
 mod budget;
 mod callbacks;
+mod caller_id;
 mod chaos;
 mod cli;
 mod config_bounds;
