@@ -166,7 +166,7 @@ impl CallerIds {
         }
         let tiers: Vec<u8> = match (self.choose, lead_id) {
             (Choose::Sticky, Some(id)) => {
-                let pick = (stable_hash(campaign_id, id) % n as u64) as usize;
+                let pick = (stable_hash(&[campaign_id, "caller_id"], id) % n as u64) as usize;
                 return vec![self.numbers[pick].send.clone()];
             }
             (Choose::Local, _) => {
@@ -197,15 +197,17 @@ impl CallerIds {
     }
 }
 
-/// A lead's stable place in a campaign (FNV-1a of the campaign's id and the
-/// lead's): the same on every attempt and in every daemon.
-pub fn stable_hash(campaign_id: &str, lead_id: i64) -> u64 {
+/// A lead's stable place among others (FNV-1a of `parts`, joined by `:`,
+/// and the lead's id): the same on every attempt and in every daemon.
+/// `[campaign_id]` places it among a campaign's agents; a caller ID is
+/// chosen with a further part, so that the two choices are independent.
+pub fn stable_hash(parts: &[&str], lead_id: i64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in campaign_id
-        .bytes()
-        .chain([b':'])
-        .chain(lead_id.to_le_bytes())
-    {
+    let bytes = parts
+        .iter()
+        .flat_map(|p| p.bytes().chain([b':']))
+        .chain(lead_id.to_le_bytes());
+    for b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -317,6 +319,20 @@ mod tests {
         assert_eq!(seen.len(), 3, "sticky spreads leads over every number");
         // A lead not yet stored may be given any of them.
         assert_eq!(s.candidates("c", None, NYC, 0).len(), 3);
+    }
+
+    #[test]
+    fn a_sticky_number_does_not_follow_the_agent_split() {
+        let mut both = std::collections::HashMap::<(u64, u64), usize>::new();
+        for lead in 0..2000 {
+            let agent = stable_hash(&["c"], lead) % 2;
+            let number = stable_hash(&["c", "caller_id"], lead) % 2;
+            *both.entry((agent, number)).or_default() += 1;
+        }
+        assert_eq!(both.len(), 4, "{both:?}");
+        for n in both.values() {
+            assert!((400..=600).contains(n), "{both:?}");
+        }
     }
 
     #[test]

@@ -261,7 +261,7 @@ impl CampaignConfig {
         if self.agents.len() <= 1 || total == 0 {
             return &self.agent_id;
         }
-        let h = crate::caller_id::stable_hash(&self.id, lead_id);
+        let h = crate::caller_id::stable_hash(&[&self.id], lead_id);
         let mut pick = h % total;
         for (id, w) in &self.agents {
             let w = u64::from(*w);
