@@ -1104,6 +1104,16 @@ macro_rules! store_impl {
                 let sql = format!("{EXPLAIN}{}", dnc_of_sql(1));
                 let rows = sqlx::query(&sql).bind(phone).fetch_all(&mut *tx).await?;
                 plans.push(("is_dnc", plan_text(&rows)?));
+                // A capped caller ID's count, for a campaign of three numbers.
+                let sql = format!("{EXPLAIN}{}", caller_id_use_sql(3));
+                let rows = sqlx::query(&sql)
+                    .bind(&t)
+                    .bind("+12125550100")
+                    .bind("+13125550100")
+                    .bind("+14155550100")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("caller_id_use", plan_text(&rows)?));
                 let sql = format!("{EXPLAIN}{}", find_attempt_sql());
                 let rows = sqlx::query(&sql)
                     .bind("plan")

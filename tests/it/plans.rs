@@ -186,8 +186,9 @@ async fn hot_plans(db: TestDb) {
     ))
     .await;
     db.exec(
-        "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, provider_call_id, to_number, state, requested_at)
-         SELECT 'a' || CAST(id AS TEXT), id, campaign_id, 1, 'sim', 'call-' || CAST(id AS TEXT), phone, 'ended', '2026-12-01T14:00:00Z'
+        "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, provider_call_id, from_number, to_number, state, requested_at)
+         SELECT 'a' || CAST(id AS TEXT), id, campaign_id, 1, 'sim', 'call-' || CAST(id AS TEXT),
+                '+1212555' || CAST(id % 500 AS TEXT), phone, 'ended', '2026-12-01T14:00:00Z'
            FROM leads",
     )
     .await;
@@ -204,6 +205,7 @@ async fn hot_plans(db: TestDb) {
             "recent_attempts",
             "number_attempts",
             "is_dnc",
+            "caller_id_use",
             "find_attempt",
             "open_attempts",
             "export_page"
@@ -218,10 +220,15 @@ async fn hot_plans(db: TestDb) {
     }
     // A webhook's lookup reads one attempt by its id or its call id, never
     // the range of every attempt of the provider.
-    let find = &plans[6].1;
+    let find = &plans[7].1;
     assert!(
         !find.lines().any(|l| reads_a_providers_attempts(backend, l)),
         "{backend}: `find_attempt` reads every attempt of the provider:\n{find}"
+    );
+    let caller_ids = &plans[6].1;
+    assert!(
+        caller_ids.contains("call_attempts_from"),
+        "{backend}: a caller ID's count does not use call_attempts_from:\n{caller_ids}"
     );
     let claim = &plans[0].1;
     assert!(
@@ -236,7 +243,7 @@ async fn hot_plans(db: TestDb) {
     // An export page walks leads in id order (the primary key, or
     // `leads_campaign_id` when the campaign is a small part of the table):
     // a sort would read the whole campaign for every page.
-    let export = &plans[8].1;
+    let export = &plans[9].1;
     let sorts = unbounded_sorts(backend, export);
     assert!(
         sorts.is_empty(),
