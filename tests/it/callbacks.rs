@@ -6,6 +6,7 @@
 //! opening, and `explain` says so.
 
 use crate::support::fake_revring::{Behaviour, End, FakeRevRing};
+use crate::support::fields::normal_time;
 use crate::support::TestDb;
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
@@ -139,8 +140,8 @@ async fn callbacks_from_the_call(db: TestDb) {
             .map(|c| c.clone().unwrap_or_default())
             .collect();
         assert_eq!(row[0], "pending", "{backend} {phone}: {row:?}");
-        assert_eq!(normal(&row[1]), due, "{backend} {phone}: {row:?}");
-        assert_eq!(normal(&row[2]), due, "{backend} {phone}: {row:?}");
+        assert_eq!(normal_time(&row[1]), due, "{backend} {phone}: {row:?}");
+        assert_eq!(normal_time(&row[2]), due, "{backend} {phone}: {row:?}");
         assert_eq!(row[3], "1", "{backend} {phone}");
         assert_eq!(
             fake.requests().iter().filter(|r| r.to == phone).count(),
@@ -148,16 +149,6 @@ async fn callbacks_from_the_call(db: TestDb) {
             "{backend} {phone}"
         );
     }
-}
-
-/// A stored time in the contract's form, whatever the backend's text.
-fn normal(s: &str) -> String {
-    let t = chrono::DateTime::parse_from_rfc3339(s)
-        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%#z"))
-        .unwrap_or_else(|e| panic!("`{s}`: {e}"));
-    t.with_timezone(&chrono::Utc)
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 crate::on_both_backends! {

@@ -2,15 +2,14 @@
 //! tokens, the order of checks, duplicates, out-of-order events, and an event
 //! for an attempt whose response was lost.
 
+use crate::support::fake_voicedock::sign;
 use crate::support::TestDb;
 use chrono::{Duration, Utc};
 use dialer::clock::Clock;
 use dialer::daemon::Daemon;
 use dialer::engine::{self, Running};
 use dialer::store::{ClaimLimits, FromChoice};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const RR_SECRET: &str = "rr-webhook-secret-123";
 const RR_KEY: &str = "rr-api-key-7c1d";
@@ -234,13 +233,6 @@ fn voicedock_event(call_id: &str, attempt_id: &str, kind: &str, status: &str) ->
         message["messages"] = json!([{"role": "assistant", "content": "Hi"}]);
     }
     serde_json::to_vec(&json!({ "message": message })).unwrap()
-}
-
-fn sign(secret: &str, ts: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{ts}.").as_bytes());
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn vd_headers(secret: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {

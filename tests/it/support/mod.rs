@@ -3,11 +3,14 @@
 #![allow(dead_code)]
 
 pub mod chaos_provider;
+pub mod fake_elemente;
 pub mod fake_revring;
 pub mod fake_voicedock;
+pub mod fields;
 pub mod logs;
 pub mod process;
 pub mod schedule;
+pub mod wire;
 
 use dialer::config::{self, Loaded};
 use dialer::store::{PgStore, SqliteStore, Store};
@@ -195,21 +198,25 @@ pub async fn postgres() -> Option<TestDb> {
     })
 }
 
-/// Runs an async test body against SQLite and then PostgreSQL.
+/// Runs an async test body against SQLite and then PostgreSQL. A body may
+/// take arguments after the database (`name => body(Arg::A);`), read in
+/// the scope of the module that names it.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($name:ident => $body:ident;)+) => {
+    ($($name:ident => $body:ident $(($($arg:expr),+))?;)+) => {
         $(
             mod $name {
+                #[allow(unused_imports)]
+                use super::*;
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
                     let db = $crate::support::sqlite().await;
-                    super::$body(db).await;
+                    super::$body(db $($(, $arg)+)?).await;
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     if let Some(db) = $crate::support::postgres().await {
-                        super::$body(db).await;
+                        super::$body(db $($(, $arg)+)?).await;
                     }
                 }
             }
@@ -230,6 +237,24 @@ pub fn write_config(dir: &Path, daemon: &str, campaigns: &[(&str, &str)]) -> Loa
 /// A daemon file for one RevRing account at `fake_url` (the key in
 /// `key`), generous limits, polled every 200 ms.
 pub fn revring_daemon_toml(db_url: &str, fake_url: &str) -> String {
+    account_daemon_toml(db_url, "revring", fake_url, "200ms")
+}
+
+/// A daemon file for one account of provider `kind` (the table is named
+/// after it) at `fake_url`: the key in the file `key`, VoiceDock's webhook
+/// secret in `secret`, Elemente's user `acme`; generous limits, polled
+/// every `poll_interval`.
+pub fn account_daemon_toml(
+    db_url: &str,
+    kind: &str,
+    fake_url: &str,
+    poll_interval: &str,
+) -> String {
+    let own = match kind {
+        "voicedock" => "webhook_secret_file = \"secret\"",
+        "elemente" => "username = \"acme\"",
+        _ => "",
+    };
     format!(
         r#"
 campaigns_dir = "campaigns"
@@ -237,14 +262,15 @@ campaigns_dir = "campaigns"
 url = "{db_url}"
 [log]
 level = "warn"
-[providers.revring]
-kind = "revring"
+[providers.{kind}]
+kind = "{kind}"
 base_url = "{fake_url}"
 api_key_file = "key"
+{own}
 requests_per_minute = 100000
 max_concurrent_calls = 200
 request_timeout = "5s"
-poll_interval = "200ms"
+poll_interval = "{poll_interval}"
 max_call_duration = "1m"
 "#
     )
