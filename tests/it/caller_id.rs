@@ -85,6 +85,7 @@ max_attempts_per_day = 50
 crate::on_both_backends! {
     local_presence_and_sticky_numbers_at_the_wire => local_and_sticky;
     caller_id_caps_hold_across_two_daemons_at_the_wire => caps_across_daemons;
+    voicedock_number_ids_by_local_presence_and_caps => voicedock_number_ids;
 }
 
 /// The place requests the fake accepted, as (to, fromNumber).
@@ -364,6 +365,113 @@ async fn caps_across_daemons(db: TestDb) {
     assert_eq!(
         v["next_callable_at"].as_str(),
         v["caller_id"]["capped_until"].as_str(),
+        "{v}"
+    );
+}
+
+/// VoiceDock: `from_numbers` are number ids, placed by the numbers
+/// `[caller_id.numbers]` gives them; the fake records the `number_id` of
+/// every call it placed. Two calls an hour per number, five leads: the
+/// New York number calls two 212 leads, Chicago's the 773 lead and the
+/// third 212 lead, and the fifth lead waits, `caller_id_cap`.
+async fn voicedock_number_ids(db: TestDb) {
+    const KEY: &str = "vd-caller-id-key";
+    let backend = db.backend();
+    let (fake, url) = crate::support::fake_voicedock::FakeVoiceDock::start(
+        KEY,
+        Clock::system(),
+        Duration::from_millis(100),
+        0,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), KEY).unwrap();
+    std::fs::write(dir.path().join("secret"), "vd-caller-id-secret").unwrap();
+    let campaign = r#"
+id = "vd"
+provider = "voicedock"
+agent_id = "assistant-caller-id"
+from_numbers = ["num_nyc", "num_chi"]
+timezone = "UTC"
+[caller_id]
+choose = "local"
+calls_per_hour = 2
+[caller_id.numbers]
+num_nyc = "+12125550100"
+num_chi = "+13125550100"
+[pacing]
+calls_per_minute = 6000
+burst = 10
+max_concurrent = 10
+[retry]
+max_attempts = 1
+[compliance]
+local_hours = "off"
+"#;
+    let loaded = crate::support::write_config(
+        dir.path(),
+        &crate::support::account_daemon_toml(&db.url, "voicedock", &url, "200ms"),
+        &[("vd.toml", campaign)],
+    );
+    let new_york = [
+        "+12127380001",
+        "+12127380002",
+        "+12127380003",
+        "+12127380004",
+    ];
+    let chicago = "+17737380005";
+    insert_leads(&db, "vd", &new_york[..3]).await;
+    insert_leads(&db, "vd", &[chicago]).await;
+    let daemon = Daemon::new(db.store.clone(), Clock::system(), &loaded).unwrap();
+    daemon.set_campaigns(&loaded.campaigns).await.unwrap();
+    let running = engine::start(daemon, None);
+    until_settled(&db, "voicedock", Duration::from_secs(30)).await;
+    // Due once the four above are settled: both numbers are at their cap.
+    insert_leads(&db, "vd", &new_york[3..]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    running.stop(Duration::from_secs(3)).await;
+
+    let placed = fake.placed();
+    let from = |to: &str| -> Vec<String> {
+        placed
+            .iter()
+            .filter(|(d, _)| d == to)
+            .map(|(_, n)| n.clone().unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(from(chicago), ["num_chi"], "{backend}: {placed:?}");
+    let mut nyc: Vec<String> = new_york[..3].iter().flat_map(|p| from(p)).collect();
+    nyc.sort();
+    assert_eq!(
+        nyc,
+        ["num_chi", "num_nyc", "num_nyc"],
+        "{backend}: {placed:?}"
+    );
+    assert!(from(new_york[3]).is_empty(), "{backend}: {placed:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_dialer"))
+        .arg("--config")
+        .arg(dir.path().join("dialer.toml"))
+        .args([
+            "explain",
+            "--campaign",
+            "vd",
+            "--json",
+            "--phone",
+            new_york[3],
+        ])
+        .env_remove("DIALER_CONFIG")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Handed back due when the first number frees: `not_due` until then too.
+    assert_eq!(
+        v["blocked_by"],
+        serde_json::json!(["caller_id_cap", "not_due"]),
+        "{v}"
+    );
+    assert_eq!(
+        v["caller_id"]["numbers"],
+        serde_json::json!(["num_nyc", "num_chi"]),
         "{v}"
     );
 }

@@ -127,6 +127,15 @@ impl FakeVoiceDock {
         self.log.entries()
     }
 
+    /// The calls the fake placed, in order: (`destination`, `number_id`).
+    pub fn placed(&self) -> Vec<(String, Option<String>)> {
+        let g = self.inner.lock().unwrap();
+        g.calls
+            .iter()
+            .map(|c| (c.destination.clone(), c.number_id.clone()))
+            .collect()
+    }
+
     /// How calls to `to` end from now on.
     pub fn set_end(&self, to: &str, end: CallEnd) {
         self.inner.lock().unwrap().ends.insert(to.to_string(), end);
