@@ -5,7 +5,7 @@
 //! transaction that commits the attempt (`first_free`), so the caps hold in
 //! total across campaigns and daemons.
 
-use crate::store::NumberCap;
+use crate::store::{FromChoice, NumberCap};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -146,6 +146,32 @@ impl CallerIds {
             choose,
             numbers,
             caps,
+        }
+    }
+
+    /// What `begin_attempt` chooses from for one call: the candidates with
+    /// the caps, or, with no cap to count, just the first candidate.
+    pub fn choice(&self, campaign_id: &str, lead_id: i64, phone: &str, turn: usize) -> FromChoice {
+        if self.caps.is_empty() && self.choose != Choose::Local {
+            // Round robin or sticky with nothing to count: one number, no list.
+            let n = self.numbers.len();
+            let numbers = match (n, self.choose) {
+                (0, _) => Vec::new(),
+                (_, Choose::Sticky) => self.candidates(campaign_id, Some(lead_id), phone, turn),
+                _ => vec![self.numbers[turn % n].send.clone()],
+            };
+            return FromChoice {
+                numbers,
+                caps: Vec::new(),
+            };
+        }
+        let mut numbers = self.candidates(campaign_id, Some(lead_id), phone, turn);
+        if self.caps.is_empty() {
+            numbers.truncate(1);
+        }
+        FromChoice {
+            numbers,
+            caps: self.caps.clone(),
         }
     }
 
@@ -306,6 +332,21 @@ mod tests {
         assert_eq!(c.candidates("c", Some(1), NYC, 0), [NYC, CHICAGO, TORONTO]);
         assert_eq!(c.candidates("c", Some(1), NYC, 1), [CHICAGO, TORONTO, NYC]);
         assert_eq!(c.candidates("c", Some(1), NYC, 5), [TORONTO, NYC, CHICAGO]);
+        // With no cap to count the store is given the first one alone.
+        assert_eq!(c.choice("c", 1, NYC, 1).numbers, [CHICAGO]);
+        let capped = CallerIds {
+            caps: vec![(chrono::Duration::hours(1), 5)],
+            ..c.clone()
+        };
+        assert_eq!(
+            capped.choice("c", 1, NYC, 1).numbers,
+            [CHICAGO, TORONTO, NYC]
+        );
+        let local = CallerIds {
+            choose: Choose::Local,
+            ..c.clone()
+        };
+        assert_eq!(local.choice("c", 1, "+14165551234", 0).numbers, [TORONTO]);
         let s = ids(Choose::Sticky, &[NYC, CHICAGO, TORONTO]);
         let mut seen = std::collections::HashSet::new();
         for lead in 0..60 {

@@ -9,7 +9,7 @@ use crate::lifecycle::{self, Timings};
 use crate::pacing::{Limiter, Pause};
 use crate::provider::PlaceRequest;
 use crate::schedule::Facts;
-use crate::store::{Begun, ClaimLimits, FromChoice, LeadNext, NumberFacts};
+use crate::store::{Begun, ClaimLimits, LeadNext, NumberFacts};
 use crate::watchdog::Heartbeat;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
@@ -542,15 +542,12 @@ impl Dispatcher {
         }
         // The caller IDs this call may use, best first; the store takes the
         // first under its caps in the transaction that commits the attempt.
-        let from = FromChoice {
-            numbers: c.caller_ids.candidates(
-                &c.id,
-                Some(lead.lead.id),
-                &lead.lead.phone,
-                self.next_from.fetch_add(1, Ordering::Relaxed),
-            ),
-            caps: c.caller_ids.caps.clone(),
-        };
+        let from = c.caller_ids.choice(
+            &c.id,
+            lead.lead.id,
+            &lead.lead.phone,
+            self.next_from.fetch_add(1, Ordering::Relaxed),
+        );
         // Chosen once: the attempt row records the agent the request names.
         let agent = c.agent_for(lead.lead.id).to_string();
         let unknown_due = lifecycle::retry_at(c, &lead.lead, Outcome::Unknown, now);
@@ -588,10 +585,11 @@ impl Dispatcher {
                         .caller_ids_capped
                         .lock()
                         .unwrap_or_else(|e| e.into_inner());
-                    if capped.is_none_or(|t| t < until) {
+                    // The store's newest answer is the one to wait for.
+                    if capped.is_none_or(|t| t <= now) {
                         tracing::info!(campaign = %c.id, until = %crate::domain::rfc3339(until), "every caller ID is at its cap; the campaign waits");
-                        *capped = Some(until);
                     }
+                    *capped = Some(until);
                 } else {
                     tracing::debug!(campaign = %c.id, lead = lead.lead.id, until = %crate::domain::rfc3339(until), "the lead's caller ID is at its cap; the lead waits");
                 }
