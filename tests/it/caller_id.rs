@@ -115,22 +115,15 @@ async fn insert_leads(db: &TestDb, campaign: &str, phones: &[&str]) {
     .await;
 }
 
+/// Waits until no lead is pending or in progress.
 async fn until_settled(db: &TestDb, what: &str, limit: Duration) {
-    let started = Instant::now();
-    loop {
-        let open = db
-            .scalar("SELECT count(*) FROM leads WHERE status IN ('pending', 'in_progress')")
-            .await;
-        if open == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{}: {what}: {open} leads still open after {limit:?}",
-            db.backend()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::fields::wait_until_none(
+        db,
+        "SELECT count(*) FROM leads WHERE status IN ('pending', 'in_progress')",
+        limit,
+        what,
+    )
+    .await;
 }
 
 /// Local presence on every tier, and sticky numbers across three attempts

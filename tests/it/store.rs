@@ -1451,24 +1451,30 @@ async fn poll_split(db: TestDb) {
     );
 }
 
-/// Attempts of many leads begun at once share transactions: one that fails
-/// in the database, and one whose number is capped, change nothing of the
-/// others, and each caller learns its own fate.
-async fn grouped_writes(db: TestDb) {
-    const N: usize = 60;
-    let now = t0();
-    setup(&db, N).await;
+/// `n` leads set up, then claimed together by owner `me`.
+async fn claim_all(db: &TestDb, n: usize, now: DateTime<Utc>) -> Vec<ClaimedLead> {
+    setup(db, n).await;
     let claimed = db
         .store
         .claim(
-            &limits(1_000, N as u32),
+            &limits(1_000, n as u32),
             "me",
             now,
             now + Duration::minutes(5),
         )
         .await
         .unwrap();
-    assert_eq!(claimed.len(), N);
+    assert_eq!(claimed.len(), n);
+    claimed
+}
+
+/// Attempts of many leads begun at once share transactions: one that fails
+/// in the database, and one whose number is capped, change nothing of the
+/// others, and each caller learns its own fate.
+async fn grouped_writes(db: TestDb) {
+    const N: usize = 60;
+    let now = t0();
+    let claimed = claim_all(&db, N, now).await;
     let phone = |i: usize| format!("+1212736{i:04}");
     // The database refuses any attempt to lead 17's number...
     let refused = phone(17);
@@ -1633,18 +1639,7 @@ async fn caller_id_caps(db: TestDb) {
     const B: &str = "+13125550102";
     const C: &str = "+14155550103";
     let now = t0();
-    setup(&db, N).await;
-    let claimed = db
-        .store
-        .claim(
-            &limits(1_000, N as u32),
-            "me",
-            now,
-            now + Duration::minutes(5),
-        )
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), N);
+    let claimed = claim_all(&db, N, now).await;
     // Other leads' calls, stored as attempt 0 of leads 0, 1 and 2.
     let earlier = |i: usize, id: &str, from: &str, at: DateTime<Utc>| {
         format!(
