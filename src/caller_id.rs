@@ -152,25 +152,15 @@ impl CallerIds {
     /// What `begin_attempt` chooses from for one call: the candidates with
     /// the caps, or, with no cap to count, just the first candidate.
     pub fn choice(&self, campaign_id: &str, lead_id: i64, phone: &str, turn: usize) -> FromChoice {
-        if self.caps.is_empty() && self.choose != Choose::Local {
-            // Round robin or sticky with nothing to count: one number, no list.
-            let n = self.numbers.len();
-            let numbers = match (n, self.choose) {
-                (0, _) => Vec::new(),
-                (_, Choose::Sticky) => self.candidates(campaign_id, Some(lead_id), phone, turn),
-                _ => vec![self.numbers[turn % n].send.clone()],
-            };
-            return FromChoice {
-                numbers,
-                caps: Vec::new(),
-            };
-        }
-        let mut numbers = self.candidates(campaign_id, Some(lead_id), phone, turn);
+        let mut ranked = self.ranked(campaign_id, Some(lead_id), phone, turn);
         if self.caps.is_empty() {
-            numbers.truncate(1);
+            ranked.truncate(1);
         }
         FromChoice {
-            numbers,
+            numbers: ranked
+                .into_iter()
+                .map(|i| self.numbers[i].send.clone())
+                .collect(),
             caps: self.caps.clone(),
         }
     }
@@ -186,14 +176,27 @@ impl CallerIds {
         phone: &str,
         turn: usize,
     ) -> Vec<String> {
+        self.ranked(campaign_id, lead_id, phone, turn)
+            .into_iter()
+            .map(|i| self.numbers[i].send.clone())
+            .collect()
+    }
+
+    /// `candidates` as indices into `numbers`.
+    fn ranked(
+        &self,
+        campaign_id: &str,
+        lead_id: Option<i64>,
+        phone: &str,
+        turn: usize,
+    ) -> Vec<usize> {
         let n = self.numbers.len();
         if n == 0 {
             return Vec::new();
         }
         let tiers: Vec<u8> = match (self.choose, lead_id) {
             (Choose::Sticky, Some(id)) => {
-                let pick = (stable_hash(&[campaign_id, "caller_id"], id) % n as u64) as usize;
-                return vec![self.numbers[pick].send.clone()];
+                return vec![(stable_hash(&[campaign_id, "caller_id"], id) % n as u64) as usize];
             }
             (Choose::Local, _) => {
                 let lead = Place::of(phone);
@@ -208,16 +211,11 @@ impl CallerIds {
         let mut out = Vec::with_capacity(n);
         for tier in 0..=3 {
             let same: Vec<usize> = (0..n).filter(|&i| tiers[i] == tier).collect();
-            if same.is_empty() {
-                continue;
+            if !same.is_empty() {
+                let k = turn % same.len();
+                out.extend_from_slice(&same[k..]);
+                out.extend_from_slice(&same[..k]);
             }
-            let k = turn % same.len();
-            out.extend(
-                same[k..]
-                    .iter()
-                    .chain(&same[..k])
-                    .map(|&i| self.numbers[i].send.clone()),
-            );
         }
         out
     }
