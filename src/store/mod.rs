@@ -407,7 +407,7 @@ pub trait Store: Send + Sync {
 
     /// The database's plan for each query on the dispatch hot path (the
     /// claim of `campaign_id` as its leads stand, due times, per-number
-    /// counts, DNC, status lookups, a page of `export`), as text, by name, the claim first. On PostgreSQL sequential scans are disabled for the look,
+    /// counts, DNC, status lookups, a page of `export`, the insert of an attempt), as text, by name, the claim first. On PostgreSQL sequential scans are disabled for the look,
     /// so a plan that still scans a table has no index to use; the test of
     /// the plans fails on a scan of `leads` or `call_attempts`, and on a
     /// sort in the claim.

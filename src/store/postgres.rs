@@ -6,9 +6,10 @@
 
 use super::group::{Group, Tx};
 use super::shared::{
-    caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql, open_attempts_sql,
-    placeholders, priority_levels, recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED,
-    DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    begin_attempt_sql, caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql,
+    open_attempts_sql, placeholders, priority_levels, recent_attempts_of_sql, BeginArgs,
+    PlacedArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
+    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::ceil_second;
@@ -80,6 +81,12 @@ const NUMBER_LOCK: Option<&str> =
 /// each number's attempts and the insert are one step for every campaign.
 const CALLER_ID_LOCK: Option<&str> =
     Some("SELECT pg_advisory_xact_lock(hashtext('dialer.caller_id'))");
+
+/// The lead row `begin_attempt` reads is locked until its transaction ends,
+/// and read as of that lock: no other writer changes it in between.
+const LOCK_LEAD: &str = "FOR UPDATE";
+
+const BEGIN_WRITE: &str = "BEGIN";
 
 fn claim_sql(levels: &[String]) -> String {
     // `candidates`: one arm per priority level (see `priority_levels`), each

@@ -14,6 +14,10 @@
 //! - `NUMBER_LOCK`: what serialises `begin_attempt` per phone number (bound
 //!   to `$1`), so its cap count cannot be read stale by another daemon;
 //! - `CALLER_ID_LOCK`: likewise for the choice of a capped caller ID;
+//! - `LOCK_LEAD`: what locks the lead row `begin_attempt` reads to insert
+//!   its attempt (nothing on SQLite, whose write lock the insert holds);
+//! - `BEGIN_WRITE`: a transaction that holds the write lock before it reads
+//!   (SQLite's `BEGIN IMMEDIATE`; a plain `BEGIN` on PostgreSQL);
 //! - `GREATEST`: the larger of two values (`max` vs `greatest`);
 //! - `REQUEST_MINUTE`: an attempt's `requested_at` cut to its minute, read
 //!   back with `get_ts`;
@@ -102,6 +106,39 @@ pub(super) fn caller_id_use_sql(n: usize) -> String {
         "SELECT from_number, requested_at FROM call_attempts
           WHERE from_number IN ({}) AND requested_at > $1 AND state <> 'not_placed'",
         placeholders(2, n)
+    )
+}
+
+/// `begin_attempt`'s one statement for a lead (`$8`, held by `$9`) and its
+/// number (`$5`) under `caps` caps (`$10`, `$11`: since, most; and so on):
+/// the `sending` attempt `$2` is inserted (id `$1`), or a `not_placed` one
+/// of that number taken again, only while the lead is as claimed, the number
+/// is not on the do-not-call list and every cap has room. `lock`: what locks
+/// the lead's row as it is read (PostgreSQL's `FOR UPDATE`). Returns the
+/// attempt's id, or no row.
+pub(super) fn begin_attempt_sql(caps: usize, lock: &str) -> String {
+    let caps: String = (0..caps)
+        .map(|i| {
+            format!(
+                " AND (SELECT count(*) FROM call_attempts c WHERE c.to_number = $5
+                        AND c.state <> 'not_placed' AND c.requested_at > ${}) < ${}",
+                10 + 2 * i,
+                11 + 2 * i
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number,
+                                    state, requested_at, agent_id)
+         SELECT $1, leads.id, leads.campaign_id, $2, $3, $4, $5, 'sending', $6, $7 FROM leads
+          WHERE leads.id = $8 AND leads.status = 'in_progress' AND leads.lease_owner = $9 AND {AS_LEFT}
+            AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = $5){caps}
+          {lock}
+         ON CONFLICT (lead_id, attempt) DO UPDATE SET state = 'sending',
+                requested_at = excluded.requested_at, from_number = excluded.from_number,
+                provider = excluded.provider, error = NULL, agent_id = excluded.agent_id
+          WHERE call_attempts.state = 'not_placed'
+         RETURNING id"
     )
 }
 
@@ -419,60 +456,20 @@ macro_rules! store_impl {
                 Ok(moved.rows_affected() == 1)
             }
 
-            /// `begin_attempt`'s writes. A savepoint of its own: a cap found
-            /// reached, or an attempt number found taken, undoes the lease
-            /// and due time written first, and nothing else of the group.
+            /// `begin_attempt`'s writes: the attempt row, inserted only if
+            /// the lead is still held as claimed, its number is not on the
+            /// do-not-call list and under its caps (one statement, which on
+            /// SQLite takes the write lock before it reads), then the lead's
+            /// lease and due time. Nothing is written when something blocks
+            /// the attempt, so nothing has to be undone, and `blocked` then
+            /// says what did.
             async fn begin_attempt_in(tx: &mut Tx<$db>, a: &BeginArgs) -> Result<Begun> {
                 let lead = &a.lead;
-                let mut tx = sqlx::Connection::begin(&mut **tx).await?;
                 // Whoever holds the number's lock counts its attempts and
                 // commits before the next one counts: the caps hold across
                 // campaigns and daemons.
                 if let Some(lock) = NUMBER_LOCK {
-                    sqlx::query(lock).bind(&lead.lead.phone).execute(&mut *tx).await?;
-                }
-                // Until the request's fate is known, the lead's due time is
-                // the `unknown` retry delay: a crash now can never make it due
-                // earlier.
-                let held = sqlx::query(&format!(
-                    "UPDATE leads SET lease_expires_at = $1, next_attempt_at = $2, daemon_next_attempt_at = $2,
-                            last_attempt_at = $3, updated_at = $3
-                      WHERE id = $4 AND status = 'in_progress' AND lease_owner = $5 AND {AS_LEFT}"
-                ))
-                .bind(due(a.lease_until))
-                .bind(due(a.unknown_due))
-                .bind(ts(a.now))
-                .bind(lead.lead.id)
-                .bind(&lead.lease_owner)
-                .execute(&mut *tx)
-                .await?;
-                if held.rows_affected() == 0 {
-                    return Ok(Begun::NotHeld); // lease lost, or another system changed the lead
-                }
-                // Read after the first write: a SQLite transaction holds the
-                // write lock from its first statement.
-                let dnc: i64 = sqlx::query_scalar(DNC_ONE_SQL)
-                    .bind(&lead.lead.phone)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if dnc > 0 {
-                    // Dropping the savepoint undoes the lease and due time.
-                    return Ok(Begun::DoNotCall);
-                }
-                for (period, max) in &a.caps {
-                    // No upper bound at `now`: an attempt committed while this
-                    // one waited for the lock may carry a later instant, and
-                    // it counts all the same.
-                    let counted: i64 = sqlx::query_scalar(NUMBER_ATTEMPTS_SQL)
-                        .bind(&lead.lead.phone)
-                        .bind(ts(a.now - *period))
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    if counted >= i64::from(*max) {
-                        // Dropping the savepoint undoes the lease and due
-                        // time written above: the lead stays as claimed.
-                        return Ok(Begun::Capped);
-                    }
+                    sqlx::query(lock).bind(&lead.lead.phone).execute(&mut **tx).await?;
                 }
                 let from_number = if a.from.caps.is_empty() {
                     a.from.numbers.first().cloned()
@@ -480,62 +477,59 @@ macro_rules! store_impl {
                     // One chooser at a time across daemons: the count and
                     // the insert below are one step for every caller ID.
                     if let Some(lock) = CALLER_ID_LOCK {
-                        sqlx::query(lock).execute(&mut *tx).await?;
+                        sqlx::query(lock).execute(&mut **tx).await?;
                     }
                     let longest = a.from.caps.iter().map(|(p, _)| *p).max().unwrap_or_default();
-                    let used = caller_id_use_on(&mut *tx, &a.from.numbers, a.now - longest).await?;
+                    let used = caller_id_use_on(&mut **tx, &a.from.numbers, a.now - longest).await?;
                     match crate::caller_id::first_free(&a.from.numbers, &a.from.caps, &used, a.now) {
                         Ok(n) => n,
-                        // Dropping the savepoint undoes the lease and due time.
-                        Err(until) => return Ok(Begun::CallerIdCapped { until }),
-                    }
-                };
-                let reused = sqlx::query(
-                    "UPDATE call_attempts SET state = 'sending', requested_at = $1, from_number = $2,
-                            provider = $3, error = NULL, agent_id = $6
-                      WHERE lead_id = $4 AND attempt = $5 AND state = 'not_placed'
-                     RETURNING id",
-                )
-                .bind(ts(a.now))
-                .bind(&from_number)
-                .bind(&a.provider)
-                .bind(lead.lead.id)
-                .bind(lead.attempt)
-                .bind(&a.agent_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let id = match reused {
-                    Some(row) => row.try_get("id")?,
-                    None => {
-                        let id = uuid::Uuid::new_v4().to_string();
-                        let inserted = sqlx::query(
-                            "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number, state, requested_at, agent_id)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, 'sending', $8, $9)
-                             ON CONFLICT (lead_id, attempt) DO NOTHING",
-                        )
-                        .bind(&id)
-                        .bind(lead.lead.id)
-                        .bind(&lead.lead.campaign_id)
-                        .bind(lead.attempt)
-                        .bind(&a.provider)
-                        .bind(&from_number)
-                        .bind(&lead.lead.phone)
-                        .bind(ts(a.now))
-                        .bind(&a.agent_id)
-                        .execute(&mut *tx)
-                        .await?;
-                        if inserted.rows_affected() == 0 {
-                            // That attempt number exists and counts: never send it twice.
-                            return Ok(Begun::NotHeld);
+                        Err(until) => {
+                            let blocked = Self::blocked(tx, a).await?;
+                            return Ok(blocked.unwrap_or(Begun::CallerIdCapped { until }));
                         }
-                        id
                     }
                 };
-                sqlx::query(&format!("UPDATE leads SET attempts = {COUNTED} WHERE id = $1"))
+                let sql = begin_attempt_sql(a.caps.len(), LOCK_LEAD);
+                let mut q = sqlx::query(&sql)
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(lead.attempt)
+                    .bind(&a.provider)
+                    .bind(&from_number)
+                    .bind(&lead.lead.phone)
+                    .bind(ts(a.now))
+                    .bind(&a.agent_id)
                     .bind(lead.lead.id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
+                    .bind(&lead.lease_owner);
+                for (period, max) in &a.caps {
+                    q = q.bind(ts(a.now - *period)).bind(i64::from(*max));
+                }
+                let Some(row) = q.fetch_optional(&mut **tx).await? else {
+                    // Blocked, or that attempt number exists and counts:
+                    // never send it twice.
+                    return Ok(Self::blocked(tx, a).await?.unwrap_or(Begun::NotHeld));
+                };
+                let id: String = row.try_get("id")?;
+                // Until the request's fate is known, the lead's due time is
+                // the `unknown` retry delay: a crash now can never make it due
+                // earlier. The lead is locked (SQLite's write lock, or the
+                // row lock above): it is as the insert found it.
+                let held = sqlx::query(&format!(
+                    "UPDATE leads SET lease_expires_at = $1, next_attempt_at = $2, daemon_next_attempt_at = $2,
+                            last_attempt_at = $3, updated_at = $3, attempts = {COUNTED}
+                      WHERE id = $4"
+                ))
+                .bind(due(a.lease_until))
+                .bind(due(a.unknown_due))
+                .bind(ts(a.now))
+                .bind(lead.lead.id)
+                .execute(&mut **tx)
+                .await?;
+                if held.rows_affected() != 1 {
+                    return Err(StoreError::Corrupt {
+                        table: "leads",
+                        why: format!("lead {} vanished while its attempt was begun", lead.lead.id),
+                    });
+                }
                 Ok(Begun::Attempt(Box::new(Attempt {
                     id,
                     lead_id: lead.lead.id,
@@ -552,6 +546,46 @@ macro_rules! store_impl {
                     error: None,
                     requested_at: a.now,
                 })))
+            }
+
+            /// What keeps `a` from being attempted now, first match: the
+            /// lead is no longer held as claimed, its number is on the
+            /// do-not-call list, or one of its caps is reached. `None`:
+            /// nothing of these.
+            async fn blocked(tx: &mut Tx<$db>, a: &BeginArgs) -> Result<Option<Begun>> {
+                let lead = &a.lead;
+                let held: i64 = sqlx::query_scalar(&format!(
+                    "SELECT count(*) FROM leads
+                      WHERE id = $1 AND status = 'in_progress' AND lease_owner = $2 AND {AS_LEFT}"
+                ))
+                .bind(lead.lead.id)
+                .bind(&lead.lease_owner)
+                .fetch_one(&mut **tx)
+                .await?;
+                if held == 0 {
+                    return Ok(Some(Begun::NotHeld)); // lease lost, or another system changed the lead
+                }
+                let dnc: i64 = sqlx::query_scalar(DNC_ONE_SQL)
+                    .bind(&lead.lead.phone)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                if dnc > 0 {
+                    return Ok(Some(Begun::DoNotCall));
+                }
+                for (period, max) in &a.caps {
+                    // No upper bound at `now`: an attempt committed while this
+                    // one waited for the lock may carry a later instant, and
+                    // it counts all the same.
+                    let counted: i64 = sqlx::query_scalar(NUMBER_ATTEMPTS_SQL)
+                        .bind(&lead.lead.phone)
+                        .bind(ts(a.now - *period))
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    if counted >= i64::from(*max) {
+                        return Ok(Some(Begun::Capped));
+                    }
+                }
+                Ok(None)
             }
 
             async fn attempt_not_placed_in(
@@ -847,7 +881,10 @@ macro_rules! store_impl {
                 // Capped caller IDs: a transaction of its own, so that the
                 // chooser's lock is taken holding no other write's locks
                 // (grouped, two writers could each wait for the other).
-                let mut tx = self.pool.begin().await?;
+                // It reads the caller IDs' use before it writes: on SQLite
+                // it holds the write lock from the start, so that nothing
+                // commits between that read and its insert.
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
                 let begun = Self::begin_attempt_in(&mut tx, &args).await?;
                 tx.commit().await?;
                 Ok(begun)
@@ -1133,6 +1170,23 @@ macro_rules! store_impl {
                     .fetch_all(&mut *tx)
                     .await?;
                 plans.push(("export_page", plan_text(&rows)?));
+                // An attempt's insert, for a number under one cap.
+                let sql = format!("{EXPLAIN}{}", begin_attempt_sql(1, LOCK_LEAD));
+                let rows = sqlx::query(&sql)
+                    .bind("plan")
+                    .bind(1_i32)
+                    .bind("sim")
+                    .bind(Some("+13125550100"))
+                    .bind(phone)
+                    .bind(&t)
+                    .bind(None::<String>)
+                    .bind(1_i64)
+                    .bind("plan")
+                    .bind(&t)
+                    .bind(3_i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("begin_attempt", plan_text(&rows)?));
                 tx.rollback().await?;
                 Ok(plans)
             }

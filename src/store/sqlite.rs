@@ -8,9 +8,10 @@
 
 use super::group::{Group, Tx};
 use super::shared::{
-    caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql, open_attempts_sql,
-    placeholders, priority_levels, recent_attempts_of_sql, BeginArgs, PlacedArgs, AS_LEFT, COUNTED,
-    DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    begin_attempt_sql, caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql,
+    open_attempts_sql, placeholders, priority_levels, recent_attempts_of_sql, BeginArgs,
+    PlacedArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
+    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::{ceil_second, rfc3339};
@@ -103,6 +104,11 @@ const NUMBER_LOCK: Option<&str> = None;
 
 /// Likewise for the choice of a capped caller ID.
 const CALLER_ID_LOCK: Option<&str> = None;
+
+/// The insert of an attempt takes the write lock before it reads the lead.
+const LOCK_LEAD: &str = "";
+
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 fn claim_sql(levels: &[String]) -> String {
     // One arm per priority level (see `priority_levels`), each an index

@@ -208,7 +208,8 @@ async fn hot_plans(db: TestDb) {
             "caller_id_use",
             "find_attempt",
             "open_attempts",
-            "export_page"
+            "export_page",
+            "begin_attempt"
         ]
     );
     let backend = db.backend();
