@@ -66,8 +66,17 @@ impl PgStore {
 
 /// Serialises claims per provider across daemons, so the counts of leads in
 /// progress in the claim cannot be read stale by two claimers.
-const CLAIM_LOCK: Option<&str> =
-    Some("SELECT pg_advisory_xact_lock(hashtext('dialer.claim:' || $1))");
+///
+/// The claim's commit does not wait for its WAL to reach the disk
+/// (`synchronous_commit` off for this transaction alone): a claim only
+/// leases leads, and no request leaves before the attempt's own commit,
+/// which waits for the WAL up to its commit, the claim's with it. A server
+/// crash may lose the lease, never an attempt: the lead is pending again,
+/// and the holder's `begin_attempt` finds it not held.
+const CLAIM_LOCK: Option<&str> = Some(
+    "SELECT pg_advisory_xact_lock(hashtext('dialer.claim:' || $1)),
+            set_config('synchronous_commit', 'off', true)",
+);
 
 /// The outbox lease: another daemon skips the events being leased.
 const OUTBOX_LOCK: &str = "FOR UPDATE SKIP LOCKED";
