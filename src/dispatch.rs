@@ -134,10 +134,10 @@ pub async fn run_campaign(
     tracing::info!(campaign = %d.campaign.id, "campaign dispatcher stopped");
 }
 
-/// Leads a look-ahead claim takes: enough that the rules' first look at a
+/// Due leads one look reads: enough that the rules' first look at a
 /// million leads another system inserted takes seconds, few enough that
-/// they are back within milliseconds.
-const LOOK_AHEAD_BATCH: u32 = 1_000;
+/// one statement moves them within milliseconds.
+const LOOK_BATCH: u32 = 1_000;
 
 /// What the rules make of a claimed lead.
 enum Checked {
@@ -158,7 +158,7 @@ struct Dispatcher {
     /// A rate cell taken for a claim that sent nothing, kept for the next.
     cell_in_hand: AtomicBool,
     /// The last claim's leads were all turned away by the rules: the next
-    /// claim looks ahead (`Store::claim_ahead`).
+    /// pass looks at many due leads at once (`Dispatcher::look`).
     look_ahead: AtomicBool,
     /// Attempt tasks of earlier claims not yet committed or given up (most
     /// wait for the provider's request budget).
@@ -255,6 +255,11 @@ impl Dispatcher {
                 }
             }
         }
+        if self.look_ahead.load(Ordering::SeqCst) {
+            if let Some(next) = self.look().await? {
+                return Ok(next);
+            }
+        }
         // The first lead's rate cell is taken before claiming, so that a
         // claim holds only leads that go within `lifecycle::claim_lease`.
         if !self.cell_in_hand.swap(false, Ordering::SeqCst) {
@@ -281,33 +286,15 @@ impl Dispatcher {
         };
         let lease = now + lifecycle::claim_lease();
         let started = std::time::Instant::now();
-        // After a claim the rules turned away whole (leads inserted outside
-        // their window, say), the next looks at many leads at once, past the
-        // concurrency limits: those the rules turn away go back together,
-        // and callable ones past what may be sent go back due as they were.
-        let claimed = if self.look_ahead.load(Ordering::SeqCst) {
-            let ahead = ClaimLimits {
-                batch: sendable.max(LOOK_AHEAD_BATCH),
-                ..limits
-            };
-            d.store.claim_ahead(&ahead, &d.owner, now, lease).await
-        } else {
-            d.store
-                .claim(&limits, &d.owner, now, lease)
-                .await
-                .map(|c| (c, sendable))
-        };
+        let claimed = d.store.claim(&limits, &d.owner, now, lease).await;
         self.claim_latency.record(started.elapsed().as_secs_f64());
-        let (claimed, room) = match claimed {
+        let claimed = match claimed {
             Ok(c) => c,
             Err(e) => {
                 self.cell_in_hand.store(true, Ordering::SeqCst);
                 return Err(e.into());
             }
         };
-        // At most this many are sent: the rate's share, and the room the
-        // concurrency limits left.
-        let sendable = sendable.min(room);
         if claimed.is_empty() {
             self.cell_in_hand.store(true, Ordering::SeqCst);
             return Ok(match d.store.next_due(&self.campaign.id).await? {
@@ -338,9 +325,6 @@ impl Dispatcher {
         let mut back = Vec::new();
         let mut cell = true;
         let mut sending = 0;
-        // Callable leads handed back unsent: past the rate's share or the
-        // concurrency limits' room.
-        let mut held_back = 0;
         let claimed_any = !claimed.is_empty();
         for lead in claimed {
             if stop.is_cancelled() {
@@ -349,13 +333,7 @@ impl Dispatcher {
             }
             let known = facts.get(&lead.lead.phone).cloned().unwrap_or_default();
             let lead = match self.check(lead, d.clock.now(), &known) {
-                Checked::Go(l) if sending < sendable => l,
-                Checked::Go(l) => {
-                    let due = l.lead.next_attempt_at.unwrap_or(now);
-                    back.push((l, LeadNext::pending(due, None)));
-                    held_back += 1;
-                    continue;
-                }
+                Checked::Go(l) => l,
                 Checked::Back(l, next) => {
                     back.push((l, next));
                     continue;
@@ -387,10 +365,9 @@ impl Dispatcher {
             self.cell_in_hand.store(true, Ordering::SeqCst);
         }
         self.hand_back_all(&mut back).await?;
-        self.look_ahead.store(
-            claimed_any && sending == 0 && held_back == 0,
-            Ordering::SeqCst,
-        );
+        // Every lead turned away: the next pass looks at many at once.
+        self.look_ahead
+            .store(claimed_any && sending == 0, Ordering::SeqCst);
         // Stopping: hand unsent leads back at once instead of waiting for their lease.
         let now = d.clock.now();
         let unsent: Vec<_> = released
@@ -398,11 +375,38 @@ impl Dispatcher {
             .map(|lead| (lead, LeadNext::pending(now, None)))
             .collect();
         d.store.release_all(&unsent, now).await?;
-        if sending == 0 && held_back > 0 {
-            // Callable leads, and no room for them: wait for a call to end.
-            return Ok(Next::Full);
-        }
         Ok(Next::Again)
+    }
+
+    /// The rules' look at many due leads at once, after a claim whose leads
+    /// they all turned away (leads another system inserted outside their
+    /// window, say): up to `LOOK_BATCH` due leads are read, not taken, so no
+    /// limit counts them and no other daemon waits for them, and those the
+    /// rules turn away move to their next opening in one statement, each
+    /// only if no one changed it since it was read. `None` when there is
+    /// nothing to look at, or a callable lead: the claim takes it next, as
+    /// the limits allow.
+    async fn look(&self) -> anyhow::Result<Option<Next>> {
+        let d = &self.daemon;
+        let now = d.clock.now();
+        let looked = d.store.look(&self.campaign.id, now, LOOK_BATCH).await?;
+        let phones: Vec<&str> = looked.iter().map(|l| l.lead.phone.as_str()).collect();
+        let facts = d.store.number_facts(&phones, now - RECENT_LOOKBACK).await?;
+        let mut back = Vec::with_capacity(looked.len());
+        let mut callable = false;
+        for l in looked {
+            let known = facts.get(&l.lead.phone).cloned().unwrap_or_default();
+            match self.rules_next(&l.lead, now, &known) {
+                Some(next) => back.push((l, next)),
+                None => callable = true,
+            }
+        }
+        let moved = d.store.reschedule_all(&back, d.clock.now()).await?;
+        // Looking again only while it moves leads: a batch that other
+        // writers changed whole goes to the claim, which reads it afresh.
+        let again = !callable && moved > 0;
+        self.look_ahead.store(again, Ordering::SeqCst);
+        Ok(again.then_some(Next::Again))
     }
 
     /// Hands back the leads the rules turned away, in one statement.
@@ -436,19 +440,26 @@ impl Dispatcher {
 
     /// May this lead be called now? If not, where it goes instead.
     fn check(&self, lead: ClaimedLead, now: DateTime<Utc>, known: &NumberFacts) -> Checked {
-        let l = &lead.lead;
+        match self.rules_next(&lead.lead, now, known) {
+            None => Checked::Go(lead),
+            Some(next) => Checked::Back(lead, next),
+        }
+    }
+
+    /// Where the rules send a lead at `now`: `None` when it may be called.
+    fn rules_next(&self, l: &Lead, now: DateTime<Utc>, known: &NumberFacts) -> Option<LeadNext> {
         if let Some(next) = lifecycle::before_rules(&self.campaign, l) {
             if next.status == crate::domain::LeadStatus::Skipped {
                 tracing::warn!(campaign = %l.campaign_id, lead = l.id, "lead's phone is not a valid E.164 number; skipped");
             }
-            return Checked::Back(lead, next);
+            return Some(next);
         }
         let verdict = self.judge(l, now, known);
         if verdict.callable {
-            return Checked::Go(lead);
+            return None;
         }
         tracing::debug!(campaign = %l.campaign_id, lead = l.id, blocked_by = ?verdict.blocked_by, "not callable now");
-        Checked::Back(lead, lifecycle::blocked(&verdict, now))
+        Some(lifecycle::blocked(&verdict, now))
     }
 
     /// Hands back a lead the rules block: skipped for a permanent reason,

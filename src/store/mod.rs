@@ -216,6 +216,16 @@ pub struct CampaignStats {
     pub unusable: i64,
 }
 
+/// A due lead as `look` read it.
+#[derive(Debug, Clone)]
+pub struct LookedLead {
+    pub lead: Lead,
+    /// The lead's status, due time, attempt count and last write as the
+    /// database printed them when it was read: `reschedule_all` moves the
+    /// lead only while they are unchanged.
+    pub seen: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Applies pending migrations.
@@ -243,18 +253,28 @@ pub trait Store: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<ClaimedLead>>;
 
-    /// `claim` for a look ahead: takes up to `limits.batch` due leads
-    /// whatever the concurrency limits, and returns with them how many may
-    /// be called: the room the limits left before this claim. The caller
-    /// sends at most that many and hands the rest back, so the limits hold
-    /// for calls while the rules look at many leads at once.
-    async fn claim_ahead(
+    /// Up to `limit` of the campaign's pending leads due at `now`, in the
+    /// claim's order, read without taking them: the rules' look at many
+    /// leads at once (leads another system inserted outside their window,
+    /// say). Nothing is held, so no limit counts them and another claim may
+    /// take any of them meanwhile.
+    async fn look(
         &self,
-        limits: &ClaimLimits,
-        owner: &str,
+        campaign_id: &str,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<(Vec<ClaimedLead>, u32)>;
+        limit: u32,
+    ) -> Result<Vec<LookedLead>>;
+
+    /// Moves leads `look` read and the rules turned away to their `next`
+    /// (pending at a later instant, or a final status) in one statement,
+    /// each only if it is still as it was read: a lead claimed, called or
+    /// changed by another writer since is left as it is. Returns how many
+    /// moved.
+    async fn reschedule_all(
+        &self,
+        leads: &[(LookedLead, LeadNext)],
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
 
     /// Earliest `next_attempt_at` of a pending lead of the campaign.
     async fn next_due(&self, campaign_id: &str) -> Result<Option<DateTime<Utc>>>;

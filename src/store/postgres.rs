@@ -149,6 +149,78 @@ fn claim_sql(levels: &[String]) -> String {
     )
 }
 
+/// The columns a look compares before it moves a lead, as one text: the
+/// same expression when the lead is read and when it is moved (times as
+/// epoch seconds, which no session setting changes).
+const SEEN: &str = "json_build_array(leads.status, leads.daemon_status, \
+    extract(epoch FROM leads.next_attempt_at), extract(epoch FROM leads.daemon_next_attempt_at), \
+    leads.attempts, extract(epoch FROM leads.updated_at))::text";
+
+/// `look`: the claim's walk over the pending levels (`$1` campaign, `$2`
+/// now, `$3` most leads; at least one level), read rather than taken: no lock, no row locked.
+fn look_sql(levels: &[String]) -> String {
+    let arms: Vec<String> = levels
+        .iter()
+        .map(|level| {
+            format!(
+                "(SELECT id, priority, next_attempt_at FROM leads
+                   WHERE campaign_id = $1 AND status = 'pending' AND {level}
+                     AND next_attempt_at <= $2 AND NOT {HAS_OPEN_CALL}
+                   ORDER BY priority DESC, next_attempt_at, id LIMIT $3)"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT {}, {SEEN} AS seen FROM leads
+          WHERE id IN (
+            SELECT id FROM (
+            {}
+            ) arms ORDER BY priority DESC, next_attempt_at, id LIMIT $3
+          )",
+        LEAD_COLS.replace("l.", "leads."),
+        arms.join("\n            UNION ALL\n            ")
+    )
+}
+
+/// `reschedule_all` in one statement, each column as one array: each lead
+/// moved only while its `SEEN` columns are as read.
+async fn reschedule_all_on(
+    conn: &mut sqlx::PgConnection,
+    leads: &[(LookedLead, LeadNext)],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let ids: Vec<i64> = leads.iter().map(|(l, _)| l.lead.id).collect();
+    let statuses: Vec<&str> = leads.iter().map(|(_, n)| n.status.as_str()).collect();
+    let dues: Vec<Option<DateTime<Utc>>> = leads
+        .iter()
+        .map(|(_, n)| n.next_attempt_at.map(due))
+        .collect();
+    let outcomes: Vec<Option<&str>> = leads
+        .iter()
+        .map(|(_, n)| n.last_outcome.as_deref())
+        .collect();
+    let seen: Vec<&str> = leads.iter().map(|(l, _)| l.seen.as_str()).collect();
+    let done = sqlx::query(&format!(
+        "UPDATE leads SET status = r.r_status, daemon_status = r.r_status,
+                next_attempt_at = COALESCE(r.r_due, leads.next_attempt_at),
+                daemon_next_attempt_at = COALESCE(r.r_due, leads.next_attempt_at),
+                last_outcome = COALESCE(r.r_outcome, leads.last_outcome),
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+           FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+                AS r(r_id, r_status, r_due, r_outcome, r_seen)
+          WHERE leads.id = r.r_id AND {SEEN} = r.r_seen"
+    ))
+    .bind(now)
+    .bind(ids)
+    .bind(statuses)
+    .bind(dues)
+    .bind(outcomes)
+    .bind(seen)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 const GREATEST: &str = "greatest";
 
 /// Minutes are whole in every zone's offset, so the session's time zone does

@@ -25,6 +25,9 @@
 //!   numbers the campaign holds, and returns how many were inserted;
 //! - `release_all_on(conn, leads, now)`: `release` of many leads in one
 //!   statement;
+//! - `look_sql(levels)`, `SEEN`, `reschedule_all_on(conn, leads, now)`: the
+//!   claim's walk read without taking, the columns a lead read so is
+//!   compared by, and the move of many such leads in one statement;
 //! - `MIGRATOR`: the dialect's migrations.
 //!
 //! Both dialects take `$1`-style placeholders, so the SQL text is the same.
@@ -363,11 +366,10 @@ macro_rules! store_impl {
             async fn claim_in(
                 &self,
                 limits: &ClaimLimits,
-                ahead: bool,
                 owner: &str,
                 now: DateTime<Utc>,
                 lease_until: DateTime<Utc>,
-            ) -> Result<(Vec<ClaimedLead>, u32)> {
+            ) -> Result<Vec<ClaimedLead>> {
                 // Read before the claim's transaction: it only shapes the
                 // claim, which checks every lead again (a level that gains a
                 // due lead meanwhile is taken by the next claim).
@@ -376,11 +378,6 @@ macro_rules! store_impl {
                     .bind(ts(now))
                     .fetch_all(&self.pool)
                     .await?;
-                let (campaign_cap, provider_cap) = if ahead {
-                    (i64::from(u32::MAX), i64::from(u32::MAX))
-                } else {
-                    (i64::from(limits.max_concurrent), i64::from(limits.provider_max_concurrent))
-                };
                 let mut tx = self.pool.begin().await?;
                 if let Some(lock) = CLAIM_LOCK {
                     sqlx::query(lock).bind(&limits.provider).execute(&mut *tx).await?;
@@ -391,37 +388,15 @@ macro_rules! store_impl {
                     .bind(ts(now))
                     .bind(&limits.campaign_id)
                     .bind(limits.batch as i64)
-                    .bind(campaign_cap)
-                    .bind(provider_cap)
+                    .bind(i64::from(limits.max_concurrent))
+                    .bind(i64::from(limits.provider_max_concurrent))
                     .bind(&limits.provider)
                     .fetch_all(&mut *tx)
                     .await?;
-                let mut room = rows.len() as i64;
-                if ahead {
-                    // Counted after the claim, under the same lock: the
-                    // claimed leads are in progress now, with a live lease.
-                    let row = sqlx::query(
-                        "SELECT (SELECT count(*) FROM leads
-                                  WHERE campaign_id = $1 AND status = 'in_progress' AND lease_expires_at > $2) AS c,
-                                (SELECT count(*) FROM leads p JOIN campaigns cp ON cp.id = p.campaign_id
-                                  WHERE cp.provider = $3 AND p.status = 'in_progress' AND p.lease_expires_at > $2) AS p",
-                    )
-                    .bind(&limits.campaign_id)
-                    .bind(ts(now))
-                    .bind(&limits.provider)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let taken = rows.len() as i64;
-                    let (c, p): (i64, i64) = (row.try_get("c")?, row.try_get("p")?);
-                    room = (i64::from(limits.max_concurrent) - (c - taken))
-                        .min(i64::from(limits.provider_max_concurrent) - (p - taken))
-                        .clamp(0, taken);
-                }
                 tx.commit().await?;
-                let claimed = claimed(&rows, owner, lease_until, |r| {
+                claimed(&rows, owner, lease_until, |r| {
                     Ok((lead_from_row(r)?, r.try_get("next_attempt")?))
-                })?;
-                Ok((claimed, u32::try_from(room).unwrap_or(0)))
+                })
             }
 
             /// Moves the lead of attempt number `attempt` to `next`, when the
@@ -763,17 +738,50 @@ macro_rules! store_impl {
                 now: DateTime<Utc>,
                 lease_until: DateTime<Utc>,
             ) -> Result<Vec<ClaimedLead>> {
-                Ok(self.claim_in(limits, false, owner, now, lease_until).await?.0)
+                self.claim_in(limits, owner, now, lease_until).await
             }
 
-            async fn claim_ahead(
+            async fn look(
                 &self,
-                limits: &ClaimLimits,
-                owner: &str,
+                campaign_id: &str,
                 now: DateTime<Utc>,
-                lease_until: DateTime<Utc>,
-            ) -> Result<(Vec<ClaimedLead>, u32)> {
-                self.claim_in(limits, true, owner, now, lease_until).await
+                limit: u32,
+            ) -> Result<Vec<LookedLead>> {
+                let levels: Vec<i64> = sqlx::query_scalar(DUE_PRIORITIES_SQL)
+                    .bind(campaign_id)
+                    .bind(ts(now))
+                    .fetch_all(&self.pool)
+                    .await?;
+                if levels.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // A read on a pooled connection: no transaction, no lock.
+                let rows = sqlx::query(&look_sql(&priority_levels(&levels)))
+                    .bind(campaign_id)
+                    .bind(ts(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(LookedLead {
+                            lead: lead_from_row(r)?,
+                            seen: r.try_get("seen")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn reschedule_all(
+                &self,
+                leads: &[(LookedLead, LeadNext)],
+                now: DateTime<Utc>,
+            ) -> Result<u64> {
+                if leads.is_empty() {
+                    return Ok(0);
+                }
+                let mut conn = self.pool.acquire().await?;
+                reschedule_all_on(&mut conn, leads, ts(now)).await
             }
 
             async fn sync_campaigns(&self, campaigns: &[CampaignRow], now: DateTime<Utc>) -> Result<()> {
@@ -1187,6 +1195,17 @@ macro_rules! store_impl {
                     .fetch_all(&mut *tx)
                     .await?;
                 plans.push(("begin_attempt", plan_text(&rows)?));
+                // The rules' look at many due leads, read without taking them.
+                if !levels.is_empty() {
+                    let look = format!("{EXPLAIN}{}", look_sql(&priority_levels(&levels)));
+                    let rows = sqlx::query(&look)
+                        .bind(campaign_id)
+                        .bind(&t)
+                        .bind(1000_i64)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    plans.push(("look", plan_text(&rows)?));
+                }
                 tx.rollback().await?;
                 Ok(plans)
             }

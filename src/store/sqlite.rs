@@ -153,6 +153,74 @@ fn claim_sql(levels: &[String]) -> String {
     )
 }
 
+/// The columns a look compares before it moves a lead, as one text: the
+/// same expression when the lead is read and when it is moved.
+const SEEN: &str = "json_array(leads.status, leads.daemon_status, leads.next_attempt_at, \
+    leads.daemon_next_attempt_at, leads.attempts, leads.updated_at)";
+
+/// `look`: the claim's walk over the pending levels (`$1` campaign, `$2`
+/// now, `$3` most leads; at least one level), read rather than taken.
+fn look_sql(levels: &[String]) -> String {
+    let arms: Vec<String> = levels
+        .iter()
+        .map(|level| {
+            format!(
+                "SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
+                  WHERE campaign_id = $1 AND status = 'pending' AND {level}
+                    AND next_attempt_at <= $2 AND NOT {HAS_OPEN_CALL}"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT {}, {SEEN} AS seen FROM leads
+          WHERE id IN (
+            SELECT id FROM (
+              {}
+              ORDER BY 1 DESC, 2, 3 LIMIT $3
+            )
+          )",
+        LEAD_COLS.replace("l.", "leads."),
+        arms.join("\n              UNION ALL\n              ")
+    )
+}
+
+/// `reschedule_all` in one statement: the rows travel as one JSON array,
+/// each lead moved only while its `SEEN` columns are as read.
+async fn reschedule_all_on(
+    conn: &mut sqlx::SqliteConnection,
+    leads: &[(LookedLead, LeadNext)],
+    now: String,
+) -> Result<u64> {
+    let rows: Vec<_> = leads
+        .iter()
+        .map(|(looked, next)| {
+            serde_json::json!([
+                looked.lead.id,
+                next.status.as_str(),
+                next.next_attempt_at.map(due),
+                next.last_outcome,
+                looked.seen,
+            ])
+        })
+        .collect();
+    // Numbers, strings and nulls only: serialising cannot fail.
+    let rows = serde_json::to_string(&rows).unwrap_or_default();
+    let done = sqlx::query(&format!(
+        "UPDATE leads SET status = r.value ->> 1, daemon_status = r.value ->> 1,
+                next_attempt_at = COALESCE(r.value ->> 2, next_attempt_at),
+                daemon_next_attempt_at = COALESCE(r.value ->> 2, next_attempt_at),
+                last_outcome = COALESCE(r.value ->> 3, last_outcome),
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+           FROM json_each($2) AS r
+          WHERE leads.id = r.value ->> 0 AND {SEEN} = r.value ->> 4"
+    ))
+    .bind(now)
+    .bind(rows)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// The daemon writes `requested_at` as `YYYY-MM-DDTHH:MM:SSZ`: its first 16
 /// characters are the minute.
 const REQUEST_MINUTE: &str = "(substr(requested_at, 1, 16) || ':00Z')";

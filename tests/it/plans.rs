@@ -209,7 +209,8 @@ async fn hot_plans(db: TestDb) {
             "find_attempt",
             "open_attempts",
             "export_page",
-            "begin_attempt"
+            "begin_attempt",
+            "look"
         ]
     );
     let backend = db.backend();
@@ -240,6 +241,17 @@ async fn hot_plans(db: TestDb) {
     assert!(
         sorts.is_empty(),
         "{backend}: the claim sorts leads as it walks them: {sorts:?}\n{claim}"
+    );
+    // The rules' look walks the same index in the same order.
+    let look = &plans[11].1;
+    assert!(
+        look.contains("leads_claim"),
+        "{backend}: the look does not use leads_claim:\n{look}"
+    );
+    let sorts = unbounded_sorts(backend, look);
+    assert!(
+        sorts.is_empty(),
+        "{backend}: the look sorts leads as it walks them: {sorts:?}\n{look}"
     );
     // An export page walks leads in id order (the primary key, or
     // `leads_campaign_id` when the campaign is a small part of the table):

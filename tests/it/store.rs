@@ -70,7 +70,7 @@ on_both_backends! {
     duplicate_and_older_statuses_change_nothing => stale_statuses;
     import_counts_duplicates => import_duplicates;
     import_keeps_every_field_and_the_batch_order => import_round_trip;
-    look_ahead_claim_takes_past_the_limits_and_says_the_room => claim_ahead_room;
+    a_look_takes_nothing_and_moves_only_leads_as_it_read_them => look_then_reschedule;
     release_all_changes_only_leads_still_held_as_left => release_all_held;
     plain_sql_lead_with_two_columns_is_claimed_and_canceled_one_is_not => plain_sql;
     removed_campaign_is_kept_and_marked => removed_campaign;
@@ -625,45 +625,114 @@ async fn import_round_trip(db: TestDb) {
     assert_eq!(by_phone("+12127360009").lead.next_attempt_at, Some(t0()));
 }
 
-async fn claim_ahead_room(db: TestDb) {
+async fn look_then_reschedule(db: TestDb) {
     setup(&db, 30).await;
     let now = t0();
     let lease = now + Duration::minutes(5);
-    // Two leads of the campaign in progress already, by another daemon.
+    // Priorities, so that the look's order is the claim's and not the ids'.
+    db.exec("UPDATE leads SET priority = 1 WHERE id % 3 = 0")
+        .await;
+    let looked = db.store.look("c1", now, 10).await.unwrap();
+    assert_eq!(looked.len(), 10);
+    let mut ids: Vec<i64> = looked.iter().map(|l| l.lead.id).collect();
+    ids.sort();
+    // Nothing was taken: another daemon's claim gets the same first leads,
+    // in the claim's order.
     let held = db
         .store
-        .claim(&limits(5, 2), "other", now, lease)
+        .claim(&limits(5, 5), "other", now, lease)
         .await
         .unwrap();
-    assert_eq!(held.len(), 2);
-    let (got, room) = db
-        .store
-        .claim_ahead(&limits(5, 20), "me", now, lease)
-        .await
-        .unwrap();
-    assert_eq!(got.len(), 20, "a look ahead is not bound by max_concurrent");
-    assert_eq!(room, 3, "max_concurrent 5 with 2 in progress before it");
-    // The provider-wide limit bounds the room too.
-    db.store
-        .release_all(
-            &got.into_iter()
-                .map(|l| (l, LeadNext::pending(now, None)))
-                .collect::<Vec<_>>(),
-            now,
-        )
-        .await
-        .unwrap();
-    let mut l = limits(100, 20);
-    l.provider_max_concurrent = 6;
-    let (got, room) = db.store.claim_ahead(&l, "me", now, lease).await.unwrap();
-    assert_eq!((got.len(), room), (20, 4));
-    // Past the limits already (another daemon's claim): no room, never less.
-    let (got, room) = db
-        .store
-        .claim_ahead(&limits(1, 5), "third", now, lease)
-        .await
-        .unwrap();
-    assert_eq!((got.len(), room), (5, 0));
+    assert_eq!(held.len(), 5, "a look holds nothing");
+    let in_look = |id: i64| looked.iter().any(|l| l.lead.id == id);
+    assert!(
+        held.iter().all(|c| in_look(c.lead.id)),
+        "the look read the claim's first leads"
+    );
+    assert!(held.iter().all(|c| c.lead.priority == 1));
+    // Another system changes two of the looked-at leads meanwhile.
+    let free: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !held.iter().any(|c| c.lead.id == *id))
+        .collect();
+    db.exec(&format!(
+        "UPDATE leads SET status = 'canceled' WHERE id = {}",
+        free[0]
+    ))
+    .await;
+    let theirs = t0() + Duration::hours(5);
+    db.exec(&format!(
+        "UPDATE leads SET next_attempt_at = '{}' WHERE id = {}",
+        theirs.format("%Y-%m-%dT%H:%M:%SZ"),
+        free[1]
+    ))
+    .await;
+    let later = now + Duration::hours(3);
+    let moves: Vec<_> = looked
+        .iter()
+        .map(|l| {
+            let next = if l.lead.id == free[2] {
+                LeadNext::finished(LeadStatus::Skipped, "do_not_call")
+            } else {
+                LeadNext::pending(later, None)
+            };
+            (l.clone(), next)
+        })
+        .collect();
+    let moved = db.store.reschedule_all(&moves, now).await.unwrap();
+    assert_eq!(
+        moved, 3,
+        "10 looked at, 5 claimed since and 2 changed by another system"
+    );
+    let row = |id: i64| {
+        let db = &db;
+        async move {
+            db.rows(&format!(
+                "SELECT status, last_outcome, lease_owner FROM leads WHERE id = {id}"
+            ))
+            .await
+            .remove(0)
+        }
+    };
+    let s = |v: &str| Some(v.to_string());
+    for c in &held {
+        assert_eq!(
+            row(c.lead.id).await,
+            vec![s("in_progress"), None, s("other")]
+        );
+    }
+    assert_eq!(row(free[0]).await, vec![s("canceled"), None, None]);
+    assert_eq!(row(free[1]).await, vec![s("pending"), None, None]);
+    assert_eq!(
+        row(free[2]).await,
+        vec![s("skipped"), s("do_not_call"), None]
+    );
+    // The other system's due time stands; the moved leads are due at theirs.
+    let due_at = |t: DateTime<Utc>| {
+        let db = &db;
+        async move {
+            let mut got: Vec<i64> = db
+                .store
+                .look("c1", t, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.lead.id)
+                .collect();
+            got.sort();
+            got
+        }
+    };
+    let before = due_at(later - Duration::seconds(1)).await;
+    assert!(!before.contains(&free[3]) && !before.contains(&free[4]));
+    assert!(!before.contains(&free[1]));
+    let after = due_at(later).await;
+    assert!(after.contains(&free[3]) && after.contains(&free[4]));
+    assert!(!after.contains(&free[1]));
+    assert!(due_at(theirs).await.contains(&free[1]));
+    // Moved once, a second move of the same reads changes nothing.
+    assert_eq!(db.store.reschedule_all(&moves, now).await.unwrap(), 0);
 }
 
 async fn release_all_held(db: TestDb) {
