@@ -418,8 +418,9 @@ async fn campaign_concurrency(db: TestDb) {
 }
 
 /// Leads the rules turn away first in the claim's order (their zone is at
-/// night), then callable ones: the dispatcher looks ahead at many leads at
-/// once, past the concurrency limits, and may send only the room they left.
+/// night), then callable ones: the dispatcher looks at many due leads at
+/// once without taking them, and the claim that follows sends only what the
+/// concurrency limits allow.
 async fn look_ahead_concurrency(db: TestDb) {
     let _machine = crate::support::measured().await;
     // 10:00 in New York, midnight in Tokyo.
