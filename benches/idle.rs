@@ -218,6 +218,19 @@ async fn first_pass(name: &str, n: i64, url: &str, db: Db) {
     );
 }
 
+/// Creates the database `name` through the admin URL `admin`: the admin
+/// pool (to drop it after) and the new database's URL.
+async fn create_database(admin: &str, name: &str) -> (sqlx::PgPool, String) {
+    let admin_pool = sqlx::PgPool::connect(admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin_pool)
+        .await
+        .unwrap();
+    let mut u = reqwest::Url::parse(admin).unwrap();
+    u.set_path(&format!("/{name}"));
+    (admin_pool, u.to_string())
+}
+
 /// `first_pass` on SQLite, then on PostgreSQL when `DIALER_BENCH_POSTGRES`
 /// names an admin URL.
 async fn first_passes(n: i64) {
@@ -234,14 +247,7 @@ async fn first_passes(n: i64) {
     first_pass("sqlite", n, &url, Db::Sqlite(pool)).await;
     if let Ok(admin) = std::env::var("DIALER_BENCH_POSTGRES") {
         let name = format!("dialer_bench_first_{}", std::process::id());
-        let admin_pool = sqlx::PgPool::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin_pool)
-            .await
-            .unwrap();
-        let mut u = reqwest::Url::parse(&admin).unwrap();
-        u.set_path(&format!("/{name}"));
-        let url = u.to_string();
+        let (admin_pool, url) = create_database(&admin, &name).await;
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
         first_pass("postgres", n, &url, Db::Postgres(pool.clone())).await;
         pool.close().await;
@@ -352,14 +358,7 @@ async fn main() {
     if let Ok(admin) = std::env::var("DIALER_BENCH_POSTGRES") {
         let dir = tempfile::tempdir().unwrap();
         let name = format!("dialer_bench_{}", std::process::id());
-        let admin_pool = sqlx::PgPool::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin_pool)
-            .await
-            .unwrap();
-        let mut u = reqwest::Url::parse(&admin).unwrap();
-        u.set_path(&format!("/{name}"));
-        let url = u.to_string();
+        let (admin_pool, url) = create_database(&admin, &name).await;
         let loaded = config(dir.path(), &url);
         let store = dialer::store::PgStore::connect(&url, 4).await.unwrap();
         let pool = store.pool().clone();

@@ -97,6 +97,24 @@ const LOCK_LEAD: &str = "FOR UPDATE";
 
 const BEGIN_WRITE: &str = "BEGIN";
 
+/// One arm per priority level of the campaign `campaign`'s pending leads
+/// due at `now`, at most `limit` each (placeholders or SQL), each an index
+/// range of `leads_claim` already in the claim's order: the claim's walk
+/// and the look's.
+fn pending_arms(levels: &[String], campaign: &str, now: &str, limit: &str) -> Vec<String> {
+    levels
+        .iter()
+        .map(|level| {
+            format!(
+                "(SELECT id, priority, next_attempt_at FROM leads
+                   WHERE campaign_id = {campaign} AND status = 'pending' AND {level}
+                     AND next_attempt_at <= {now} AND NOT {HAS_OPEN_CALL}
+                   ORDER BY priority DESC, next_attempt_at, id LIMIT {limit})"
+            )
+        })
+        .collect()
+}
+
 fn claim_sql(levels: &[String]) -> String {
     // `candidates`: one arm per priority level (see `priority_levels`), each
     // an index range of `leads_claim` already in the claim's order, and one
@@ -105,17 +123,7 @@ fn claim_sql(levels: &[String]) -> String {
     // `picked` then locks them, checking again each row's state as of the
     // lock (a row another transaction changed meanwhile is read as it is
     // now, and a row locked by one is skipped).
-    let mut arms: Vec<String> = levels
-        .iter()
-        .map(|level| {
-            format!(
-                "(SELECT id, priority, next_attempt_at FROM leads
-                   WHERE campaign_id = $4 AND status = 'pending' AND {level}
-                     AND next_attempt_at <= $3 AND NOT {HAS_OPEN_CALL}
-                   ORDER BY priority DESC, next_attempt_at, id LIMIT (SELECT n FROM limits))"
-            )
-        })
-        .collect();
+    let mut arms = pending_arms(levels, "$4", "$3", "(SELECT n FROM limits)");
     arms.push(format!(
         "(SELECT id, priority, next_attempt_at FROM leads
            WHERE campaign_id = $4 AND status = 'in_progress' AND next_attempt_at <= $3
@@ -159,17 +167,7 @@ const SEEN: &str = "json_build_array(leads.status, leads.daemon_status, \
 /// `look`: the claim's walk over the pending levels (`$1` campaign, `$2`
 /// now, `$3` most leads; at least one level), read rather than taken: no lock, no row locked.
 fn look_sql(levels: &[String]) -> String {
-    let arms: Vec<String> = levels
-        .iter()
-        .map(|level| {
-            format!(
-                "(SELECT id, priority, next_attempt_at FROM leads
-                   WHERE campaign_id = $1 AND status = 'pending' AND {level}
-                     AND next_attempt_at <= $2 AND NOT {HAS_OPEN_CALL}
-                   ORDER BY priority DESC, next_attempt_at, id LIMIT $3)"
-            )
-        })
-        .collect();
+    let arms = pending_arms(levels, "$1", "$2", "$3");
     format!(
         "SELECT {}, {SEEN} AS seen FROM leads
           WHERE id IN (
@@ -180,45 +178,6 @@ fn look_sql(levels: &[String]) -> String {
         LEAD_COLS.replace("l.", "leads."),
         arms.join("\n            UNION ALL\n            ")
     )
-}
-
-/// `reschedule_all` in one statement, each column as one array: each lead
-/// moved only while its `SEEN` columns are as read.
-async fn reschedule_all_on(
-    conn: &mut sqlx::PgConnection,
-    leads: &[(LookedLead, LeadNext)],
-    now: DateTime<Utc>,
-) -> Result<u64> {
-    let ids: Vec<i64> = leads.iter().map(|(l, _)| l.lead.id).collect();
-    let statuses: Vec<&str> = leads.iter().map(|(_, n)| n.status.as_str()).collect();
-    let dues: Vec<Option<DateTime<Utc>>> = leads
-        .iter()
-        .map(|(_, n)| n.next_attempt_at.map(due))
-        .collect();
-    let outcomes: Vec<Option<&str>> = leads
-        .iter()
-        .map(|(_, n)| n.last_outcome.as_deref())
-        .collect();
-    let seen: Vec<&str> = leads.iter().map(|(l, _)| l.seen.as_str()).collect();
-    let done = sqlx::query(&format!(
-        "UPDATE leads SET status = r.r_status, daemon_status = r.r_status,
-                next_attempt_at = COALESCE(r.r_due, leads.next_attempt_at),
-                daemon_next_attempt_at = COALESCE(r.r_due, leads.next_attempt_at),
-                last_outcome = COALESCE(r.r_outcome, leads.last_outcome),
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-           FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
-                AS r(r_id, r_status, r_due, r_outcome, r_seen)
-          WHERE leads.id = r.r_id AND {SEEN} = r.r_seen"
-    ))
-    .bind(now)
-    .bind(ids)
-    .bind(statuses)
-    .bind(dues)
-    .bind(outcomes)
-    .bind(seen)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 const GREATEST: &str = "greatest";
@@ -281,45 +240,71 @@ async fn insert_leads_on(
     Ok(done.rows_affected())
 }
 
-/// `release` of many claimed leads in one statement, each column as one
-/// array: each lead is changed only if still held by its claim and as the
-/// daemon left it.
-async fn release_all_on(
+/// Moves many leads to their `next` in one statement, each column as one
+/// array: each only where `cond` holds for it (`r.r_key` is its `key`).
+/// Returns how many moved.
+async fn move_leads_on<'a>(
     conn: &mut sqlx::PgConnection,
-    leads: &[(ClaimedLead, LeadNext)],
+    leads: impl Iterator<Item = (i64, &'a LeadNext, &'a str)>,
     now: DateTime<Utc>,
-) -> Result<()> {
-    let ids: Vec<i64> = leads.iter().map(|(l, _)| l.lead.id).collect();
-    let statuses: Vec<&str> = leads.iter().map(|(_, n)| n.status.as_str()).collect();
-    let dues: Vec<Option<DateTime<Utc>>> = leads
-        .iter()
-        .map(|(_, n)| n.next_attempt_at.map(due))
-        .collect();
-    let outcomes: Vec<Option<&str>> = leads
-        .iter()
-        .map(|(_, n)| n.last_outcome.as_deref())
-        .collect();
-    let owners: Vec<&str> = leads.iter().map(|(l, _)| l.lease_owner.as_str()).collect();
-    sqlx::query(&format!(
+    cond: &str,
+) -> Result<u64> {
+    let (mut ids, mut statuses, mut dues, mut outcomes, mut keys) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, next, key) in leads {
+        ids.push(id);
+        statuses.push(next.status.as_str());
+        dues.push(next.next_attempt_at.map(due));
+        outcomes.push(next.last_outcome.as_deref());
+        keys.push(key);
+    }
+    let done = sqlx::query(&format!(
         "UPDATE leads SET status = r.r_status, daemon_status = r.r_status,
                 next_attempt_at = COALESCE(r.r_due, leads.next_attempt_at),
                 daemon_next_attempt_at = COALESCE(r.r_due, leads.next_attempt_at),
                 last_outcome = COALESCE(r.r_outcome, leads.last_outcome),
                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
            FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
-                AS r(r_id, r_status, r_due, r_outcome, r_owner)
-          WHERE leads.id = r.r_id AND leads.status = 'in_progress'
-            AND leads.lease_owner = r.r_owner AND {AS_LEFT}"
+                AS r(r_id, r_status, r_due, r_outcome, r_key)
+          WHERE leads.id = r.r_id AND {cond}"
     ))
     .bind(now)
     .bind(ids)
     .bind(statuses)
     .bind(dues)
     .bind(outcomes)
-    .bind(owners)
+    .bind(keys)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
+}
+
+/// `release` of many claimed leads in one statement: each is changed only
+/// if still held by its claim and as the daemon left it.
+async fn release_all_on(
+    conn: &mut sqlx::PgConnection,
+    leads: &[(ClaimedLead, LeadNext)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let rows = leads
+        .iter()
+        .map(|(l, next)| (l.lead.id, next, l.lease_owner.as_str()));
+    let cond =
+        format!("leads.status = 'in_progress' AND leads.lease_owner = r.r_key AND {AS_LEFT}");
+    move_leads_on(conn, rows, now, &cond).await.map(|_| ())
+}
+
+/// `reschedule_all` in one statement: each lead moved only while its
+/// `SEEN` columns are as read.
+async fn reschedule_all_on(
+    conn: &mut sqlx::PgConnection,
+    leads: &[(LookedLead, LeadNext)],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let rows = leads
+        .iter()
+        .map(|(l, next)| (l.lead.id, next, l.seen.as_str()));
+    move_leads_on(conn, rows, now, &format!("{SEEN} = r.r_key")).await
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -363,6 +363,16 @@ macro_rules! store_impl {
             /// transaction (what is in progress now, less what this claim
             /// took) and returned. Otherwise the room returned is the number
             /// claimed.
+            /// The campaign's priority levels with a pending lead due at
+            /// `now` (`DUE_PRIORITIES_SQL`): what the claim and the look walk.
+            async fn due_levels(&self, campaign_id: &str, now: DateTime<Utc>) -> Result<Vec<i64>> {
+                Ok(sqlx::query_scalar(DUE_PRIORITIES_SQL)
+                    .bind(campaign_id)
+                    .bind(ts(now))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
             async fn claim_in(
                 &self,
                 limits: &ClaimLimits,
@@ -373,11 +383,7 @@ macro_rules! store_impl {
                 // Read before the claim's transaction: it only shapes the
                 // claim, which checks every lead again (a level that gains a
                 // due lead meanwhile is taken by the next claim).
-                let levels: Vec<i64> = sqlx::query_scalar(DUE_PRIORITIES_SQL)
-                    .bind(&limits.campaign_id)
-                    .bind(ts(now))
-                    .fetch_all(&self.pool)
-                    .await?;
+                let levels = self.due_levels(&limits.campaign_id, now).await?;
                 let mut tx = self.pool.begin().await?;
                 if let Some(lock) = CLAIM_LOCK {
                     sqlx::query(lock).bind(&limits.provider).execute(&mut *tx).await?;
@@ -747,11 +753,7 @@ macro_rules! store_impl {
                 now: DateTime<Utc>,
                 limit: u32,
             ) -> Result<Vec<LookedLead>> {
-                let levels: Vec<i64> = sqlx::query_scalar(DUE_PRIORITIES_SQL)
-                    .bind(campaign_id)
-                    .bind(ts(now))
-                    .fetch_all(&self.pool)
-                    .await?;
+                let levels = self.due_levels(campaign_id, now).await?;
                 if levels.is_empty() {
                     return Ok(Vec::new());
                 }

@@ -110,6 +110,22 @@ const LOCK_LEAD: &str = "";
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// One arm per priority level of the campaign `campaign`'s pending leads
+/// due at `now` (placeholders), each an index range of `leads_claim`
+/// already in the claim's order: the claim's walk and the look's.
+fn pending_arms(levels: &[String], campaign: &str, now: &str) -> Vec<String> {
+    levels
+        .iter()
+        .map(|level| {
+            format!(
+                "SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
+                  WHERE campaign_id = {campaign} AND status = 'pending' AND {level}
+                    AND next_attempt_at <= {now} AND NOT {HAS_OPEN_CALL}"
+            )
+        })
+        .collect()
+}
+
 fn claim_sql(levels: &[String]) -> String {
     // One arm per priority level (see `priority_levels`), each an index
     // range of `leads_claim` already in the claim's order, and one for
@@ -118,16 +134,7 @@ fn claim_sql(levels: &[String]) -> String {
     // at the limit, so no due lead is sorted and no lead due later is read.
     // `INDEXED BY` holds the plan: with some statistics the planner prefers
     // `leads_due`'s range on the due time and then sorts every due lead.
-    let mut arms: Vec<String> = levels
-        .iter()
-        .map(|level| {
-            format!(
-                "SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
-                  WHERE campaign_id = $4 AND status = 'pending' AND {level}
-                    AND next_attempt_at <= $3 AND NOT {HAS_OPEN_CALL}"
-            )
-        })
-        .collect();
+    let mut arms = pending_arms(levels, "$4", "$3");
     arms.push(format!(
         "SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
           WHERE campaign_id = $4 AND status = 'in_progress' AND next_attempt_at <= $3
@@ -161,16 +168,7 @@ const SEEN: &str = "json_array(leads.status, leads.daemon_status, leads.next_att
 /// `look`: the claim's walk over the pending levels (`$1` campaign, `$2`
 /// now, `$3` most leads; at least one level), read rather than taken.
 fn look_sql(levels: &[String]) -> String {
-    let arms: Vec<String> = levels
-        .iter()
-        .map(|level| {
-            format!(
-                "SELECT priority, next_attempt_at, id FROM leads INDEXED BY leads_claim
-                  WHERE campaign_id = $1 AND status = 'pending' AND {level}
-                    AND next_attempt_at <= $2 AND NOT {HAS_OPEN_CALL}"
-            )
-        })
-        .collect();
+    let arms = pending_arms(levels, "$1", "$2");
     format!(
         "SELECT {}, {SEEN} AS seen FROM leads
           WHERE id IN (
@@ -182,43 +180,6 @@ fn look_sql(levels: &[String]) -> String {
         LEAD_COLS.replace("l.", "leads."),
         arms.join("\n              UNION ALL\n              ")
     )
-}
-
-/// `reschedule_all` in one statement: the rows travel as one JSON array,
-/// each lead moved only while its `SEEN` columns are as read.
-async fn reschedule_all_on(
-    conn: &mut sqlx::SqliteConnection,
-    leads: &[(LookedLead, LeadNext)],
-    now: String,
-) -> Result<u64> {
-    let rows: Vec<_> = leads
-        .iter()
-        .map(|(looked, next)| {
-            serde_json::json!([
-                looked.lead.id,
-                next.status.as_str(),
-                next.next_attempt_at.map(due),
-                next.last_outcome,
-                looked.seen,
-            ])
-        })
-        .collect();
-    // Numbers, strings and nulls only: serialising cannot fail.
-    let rows = serde_json::to_string(&rows).unwrap_or_default();
-    let done = sqlx::query(&format!(
-        "UPDATE leads SET status = r.value ->> 1, daemon_status = r.value ->> 1,
-                next_attempt_at = COALESCE(r.value ->> 2, next_attempt_at),
-                daemon_next_attempt_at = COALESCE(r.value ->> 2, next_attempt_at),
-                last_outcome = COALESCE(r.value ->> 3, last_outcome),
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-           FROM json_each($2) AS r
-          WHERE leads.id = r.value ->> 0 AND {SEEN} = r.value ->> 4"
-    ))
-    .bind(now)
-    .bind(rows)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// The daemon writes `requested_at` as `YYYY-MM-DDTHH:MM:SSZ`: its first 16
@@ -285,43 +246,70 @@ async fn insert_leads_on(
     Ok(done.rows_affected())
 }
 
-/// `release` of many claimed leads in one statement, the leads travelling
-/// as one JSON array: each is changed only if still held by its claim and
-/// as the daemon left it.
-async fn release_all_on(
+/// Moves many leads to their `next` in one statement, the rows travelling
+/// as one JSON array `[id, status, due, outcome, key]`: each only where
+/// `cond` holds for it (`r.value ->> 4` is its `key`). Returns how many moved.
+async fn move_leads_on<'a>(
     conn: &mut sqlx::SqliteConnection,
-    leads: &[(ClaimedLead, LeadNext)],
+    leads: impl Iterator<Item = (i64, &'a LeadNext, &'a str)>,
     now: String,
-) -> Result<()> {
+    cond: &str,
+) -> Result<u64> {
     let rows: Vec<_> = leads
-        .iter()
-        .map(|(lead, next)| {
+        .map(|(id, next, key)| {
             serde_json::json!([
-                lead.lead.id,
+                id,
                 next.status.as_str(),
                 next.next_attempt_at.map(due),
                 next.last_outcome,
-                lead.lease_owner,
+                key,
             ])
         })
         .collect();
     // Numbers, strings and nulls only: serialising cannot fail.
     let rows = serde_json::to_string(&rows).unwrap_or_default();
-    sqlx::query(&format!(
+    let done = sqlx::query(&format!(
         "UPDATE leads SET status = r.value ->> 1, daemon_status = r.value ->> 1,
                 next_attempt_at = COALESCE(r.value ->> 2, next_attempt_at),
                 daemon_next_attempt_at = COALESCE(r.value ->> 2, next_attempt_at),
                 last_outcome = COALESCE(r.value ->> 3, last_outcome),
                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
            FROM json_each($2) AS r
-          WHERE leads.id = r.value ->> 0 AND leads.status = 'in_progress'
-            AND leads.lease_owner = r.value ->> 4 AND {AS_LEFT}"
+          WHERE leads.id = r.value ->> 0 AND {cond}"
     ))
     .bind(now)
     .bind(rows)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
+}
+
+/// `release` of many claimed leads in one statement: each is changed only
+/// if still held by its claim and as the daemon left it.
+async fn release_all_on(
+    conn: &mut sqlx::SqliteConnection,
+    leads: &[(ClaimedLead, LeadNext)],
+    now: String,
+) -> Result<()> {
+    let rows = leads
+        .iter()
+        .map(|(l, next)| (l.lead.id, next, l.lease_owner.as_str()));
+    let cond =
+        format!("leads.status = 'in_progress' AND leads.lease_owner = r.value ->> 4 AND {AS_LEFT}");
+    move_leads_on(conn, rows, now, &cond).await.map(|_| ())
+}
+
+/// `reschedule_all` in one statement: each lead moved only while its
+/// `SEEN` columns are as read.
+async fn reschedule_all_on(
+    conn: &mut sqlx::SqliteConnection,
+    leads: &[(LookedLead, LeadNext)],
+    now: String,
+) -> Result<u64> {
+    let rows = leads
+        .iter()
+        .map(|(l, next)| (l.lead.id, next, l.seen.as_str()));
+    move_leads_on(conn, rows, now, &format!("{SEEN} = r.value ->> 4")).await
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
