@@ -29,7 +29,7 @@ fn config(dir: &std::path::Path, url: &str) -> dialer::config::Loaded {
             r#"campaigns_dir = "campaigns"
 [database]
 url = "{url}"
-max_connections = 8
+max_connections = {conns}
 [log]
 level = "error"
 [providers.sim]
@@ -40,7 +40,8 @@ requests_per_minute = 1000000
 max_concurrent_calls = 100000
 poll_interval = "100ms"
 outcomes = {{ completed = 1.0 }}
-"#
+"#,
+            conns = env_or("DIALER_BENCH_CONNECTIONS", 8)
         ),
     )
     .unwrap();

@@ -20,6 +20,7 @@
 
 use super::{Result, StoreError};
 use sqlx::{Database, Pool, Transaction};
+use std::any::{Any, TypeId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,15 +34,34 @@ pub(super) type Tx<DB> = Transaction<'static, DB>;
 pub(super) type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 /// One caller's write, with its arguments and where its answer goes.
-trait Job<DB: Database>: Send {
+trait Job<DB: Database>: Send + Any {
     /// Runs the write in `tx`, keeping its result until `finish`.
     fn run<'a>(&'a mut self, tx: &'a mut Tx<DB>) -> Fut<'a, ()>;
+    /// Writes of this kind run together, as one set (`Group::write_set`):
+    /// the kind, or `None` for a write that runs alone.
+    fn kind(&self) -> Option<(TypeId, usize)> {
+        None
+    }
+    /// Runs this write and `alike` (writes of its kind) as one set.
+    fn run_set<'a>(
+        &'a mut self,
+        alike: Vec<&'a mut Box<dyn Job<DB>>>,
+        tx: &'a mut Tx<DB>,
+    ) -> Fut<'a, ()> {
+        debug_assert!(alike.is_empty());
+        self.run(tx)
+    }
+    fn as_any(&mut self) -> &mut dyn Any;
     /// The transaction that ran the write committed, or failed.
     fn finish(self: Box<Self>, committed: Result<()>);
 }
 
 /// A write's body: runs in the group's transaction, reading its arguments.
 pub(super) type Body<DB, A, T> = for<'a> fn(&'a mut Tx<DB>, &'a A) -> Fut<'a, T>;
+
+/// The body of a write run as a set: the arguments of every caller of the
+/// group that asked for it, in the order they asked; one result each.
+pub(super) type SetBody<DB, A, T> = for<'a> fn(&'a mut Tx<DB>, &'a [&'a A]) -> Fut<'a, Vec<T>>;
 
 struct Typed<DB: Database, A, T> {
     args: A,
@@ -50,7 +70,7 @@ struct Typed<DB: Database, A, T> {
     reply: oneshot::Sender<Result<T>>,
 }
 
-impl<DB: Database, A: Send + Sync, T: Send> Job<DB> for Typed<DB, A, T> {
+impl<DB: Database, A: Send + Sync + 'static, T: Send + 'static> Job<DB> for Typed<DB, A, T> {
     fn run<'a>(&'a mut self, tx: &'a mut Tx<DB>) -> Fut<'a, ()> {
         Box::pin(async move {
             let out = (self.body)(tx, &self.args).await?;
@@ -59,16 +79,91 @@ impl<DB: Database, A: Send + Sync, T: Send> Job<DB> for Typed<DB, A, T> {
         })
     }
 
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+
     fn finish(self: Box<Self>, committed: Result<()>) {
-        let Typed { out, reply, .. } = *self;
-        let result = committed.and_then(|()| {
-            out.ok_or_else(|| StoreError::Corrupt {
-                table: "transaction",
-                why: "a grouped write committed without a result".into(),
-            })
-        });
-        // The caller may have stopped waiting: its write stands all the same.
-        let _ = reply.send(result);
+        answer(self.out, self.reply, committed)
+    }
+}
+
+/// Sends a write's result, once its transaction committed.
+fn answer<T>(out: Option<T>, reply: oneshot::Sender<Result<T>>, committed: Result<()>) {
+    let result = committed.and_then(|()| {
+        out.ok_or_else(|| StoreError::Corrupt {
+            table: "transaction",
+            why: "a grouped write committed without a result".into(),
+        })
+    });
+    // The caller may have stopped waiting: its write stands all the same.
+    let _ = reply.send(result);
+}
+
+/// A write run as a set with the others of its kind in the group.
+struct InSet<DB: Database, A, T> {
+    args: A,
+    body: SetBody<DB, A, T>,
+    out: Option<T>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<DB: Database, A: Send + Sync + 'static, T: Send + 'static> Job<DB> for InSet<DB, A, T> {
+    fn run<'a>(&'a mut self, tx: &'a mut Tx<DB>) -> Fut<'a, ()> {
+        self.run_set(Vec::new(), tx)
+    }
+
+    fn kind(&self) -> Option<(TypeId, usize)> {
+        // The body tells kinds apart; the type makes the downcast below sound.
+        Some((TypeId::of::<Self>(), self.body as usize))
+    }
+
+    fn run_set<'a>(
+        &'a mut self,
+        alike: Vec<&'a mut Box<dyn Job<DB>>>,
+        tx: &'a mut Tx<DB>,
+    ) -> Fut<'a, ()> {
+        Box::pin(async move {
+            let mut others = Vec::with_capacity(alike.len());
+            for job in alike {
+                others.push(job.as_any().downcast_mut::<Self>().ok_or_else(|| {
+                    StoreError::Corrupt {
+                        table: "transaction",
+                        why: "writes of different kinds were run as one set".into(),
+                    }
+                })?);
+            }
+            let outs = {
+                let args: Vec<&A> = std::iter::once(&self.args)
+                    .chain(others.iter().map(|o| &o.args))
+                    .collect();
+                (self.body)(tx, &args).await?
+            };
+            if outs.len() != others.len() + 1 {
+                return Err(StoreError::Corrupt {
+                    table: "transaction",
+                    why: format!(
+                        "a set of {} writes gave {} results",
+                        others.len() + 1,
+                        outs.len()
+                    ),
+                });
+            }
+            let mut outs = outs.into_iter();
+            self.out = outs.next();
+            for (job, out) in others.into_iter().zip(outs) {
+                job.out = Some(out);
+            }
+            Ok(())
+        })
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn finish(self: Box<Self>, committed: Result<()>) {
+        answer(self.out, self.reply, committed)
     }
 }
 
@@ -100,6 +195,27 @@ impl<DB: Database> Group<DB> {
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Typed {
+            args,
+            body,
+            out: None,
+            reply,
+        });
+        self.queue.send(job).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Like `write`, but the group runs this write together with the
+    /// others that name the same `body`, as one set: `body` gets all their
+    /// arguments at once (a few statements for the lot instead of a few
+    /// each). The writes of a group all wait at once, none answered before
+    /// the commit, so running them in any order is as if each ran alone.
+    pub async fn write_set<A, T>(&self, args: A, body: SetBody<DB, A, T>) -> Result<T>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(InSet {
             args,
             body,
             out: None,
@@ -154,9 +270,98 @@ async fn write_groups<DB: Database>(pool: Pool<DB>, queue: Queue<DB>) {
 
 async fn commit<DB: Database>(pool: &Pool<DB>, group: &mut [Box<dyn Job<DB>>]) -> Result<()> {
     let mut tx = pool.begin().await?;
-    for job in group.iter_mut() {
-        job.run(&mut tx).await?;
+    let mut ran = vec![false; group.len()];
+    for i in 0..group.len() {
+        if ran[i] {
+            continue;
+        }
+        ran[i] = true;
+        let (head, tail) = group.split_at_mut(i + 1);
+        let job = &mut head[i];
+        match job.kind() {
+            None => job.run(&mut tx).await?,
+            Some(kind) => {
+                let mut alike = Vec::new();
+                for (other, ran) in tail.iter_mut().zip(&mut ran[i + 1..]) {
+                    if !*ran && other.kind() == Some(kind) {
+                        *ran = true;
+                        alike.push(other);
+                    }
+                }
+                job.run_set(alike, &mut tx).await?;
+            }
+        }
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// `items` cut into runs, in order, none holding the same key twice: the
+/// rows one set-based statement can write, where a key written twice in
+/// one statement would be written once, arbitrarily.
+pub(super) fn distinct_runs<T, K: Eq + std::hash::Hash>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        if !seen.insert(key(item)) {
+            runs.push(&items[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(key(item));
+        }
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
+/// Rows a set-based statement binds for `n`: rounded up to a power of two
+/// (the rest padded with NULLs, which match no row), so each such write has
+/// a handful of statement texts to prepare rather than one per size.
+pub(super) fn padded(n: usize) -> usize {
+    n.next_power_of_two()
+}
+
+/// `VALUES ($1, …, $cols), …` with `rows` rows: the rows of a set-based
+/// write, its columns named `column1`… on both backends.
+pub(super) fn values(rows: usize, cols: usize) -> String {
+    let mut sql = String::from("VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * cols + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_split_where_a_key_repeats_and_keep_the_order() {
+        let items = [1, 2, 3, 2, 4, 1, 1];
+        let runs = distinct_runs(&items, |i| *i);
+        assert_eq!(runs, vec![&[1, 2, 3][..], &[2, 4, 1][..], &[1][..]]);
+        assert!(distinct_runs::<i32, i32>(&[], |i| *i).is_empty());
+    }
+
+    #[test]
+    fn values_number_their_placeholders_row_by_row() {
+        assert_eq!(values(2, 3), "VALUES ($1, $2, $3), ($4, $5, $6)");
+        assert_eq!([padded(1), padded(3), padded(64)], [1, 4, 64]);
+    }
 }

@@ -4,12 +4,12 @@
 //! selects with `FOR UPDATE SKIP LOCKED`. Times are `timestamptz`, stored in
 //! whole seconds like SQLite's; JSON is `jsonb`.
 
-use super::group::{Group, Tx};
+use super::group::{distinct_runs, padded, values, Group, Tx};
 use super::shared::{
     begin_attempt_sql, caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql,
     open_attempts_sql, placeholders, priority_levels, recent_attempts_of_sql, BeginArgs,
-    PlacedArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
-    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    PlacedArgs, SettleArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL,
+    LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::ceil_second;

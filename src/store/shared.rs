@@ -238,6 +238,14 @@ pub(super) struct PlacedArgs {
     pub now: DateTime<Utc>,
 }
 
+/// `settle`'s arguments, owned.
+pub(super) struct SettleArgs {
+    pub attempt_id: String,
+    pub status: crate::domain::CallStatus,
+    pub next: Option<super::LeadNext>,
+    pub now: DateTime<Utc>,
+}
+
 /// The leads a claim returned, highest priority and longest due first.
 pub(super) fn claimed<R>(
     rows: &[R],
@@ -407,34 +415,45 @@ macro_rules! store_impl {
 
             /// Moves the lead of attempt number `attempt` to `next`, when the
             /// lead is as the daemon left it and this is its newest attempt.
-            async fn move_lead(
+            /// Moves each lead as its attempt's fate says, if that attempt is
+            /// still the lead's last and the lead is as the daemon left it:
+            /// one statement per run of distinct leads.
+            async fn move_leads(
                 tx: &mut sqlx::Transaction<'_, $db>,
-                lead_id: i64,
-                attempt: i32,
-                next: &LeadNext,
-                now: DateTime<Utc>,
-            ) -> Result<bool> {
-                let moved = sqlx::query(&format!(
-                    "UPDATE leads SET status = $1, daemon_status = $1,
-                            next_attempt_at = COALESCE($2, next_attempt_at),
-                            daemon_next_attempt_at = COALESCE($2, next_attempt_at),
-                            last_outcome = COALESCE($3, last_outcome), lease_owner = NULL,
-                            lease_expires_at = NULL, updated_at = $4,
-                            callbacks = callbacks + CASE WHEN $7 IS NULL THEN 0 ELSE 1 END,
-                            callback_at = COALESCE($7, callback_at)
-                      WHERE id = $5 AND status IN ('in_progress', 'pending', 'exhausted') AND {AS_LEFT}
-                        AND $6 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)"
-                ))
-                .bind(next.status.as_str())
-                .bind(next.next_attempt_at.map(due))
-                .bind(&next.last_outcome)
-                .bind(ts(now))
-                .bind(lead_id)
-                .bind(attempt)
-                .bind(next.callback_at.map(ts))
-                .execute(&mut **tx)
-                .await?;
-                Ok(moved.rows_affected() == 1)
+                moves: &[(i64, i32, &LeadNext, DateTime<Utc>)],
+            ) -> Result<()> {
+                for run in distinct_runs(moves, |m| m.0) {
+                    let rows = padded(run.len());
+                    let sql = format!(
+                        "UPDATE leads SET status = v.column1, daemon_status = v.column1,
+                                next_attempt_at = COALESCE(v.column2, next_attempt_at),
+                                daemon_next_attempt_at = COALESCE(v.column2, next_attempt_at),
+                                last_outcome = COALESCE(v.column3, last_outcome), lease_owner = NULL,
+                                lease_expires_at = NULL, updated_at = v.column4,
+                                callbacks = callbacks + CASE WHEN v.column7 IS NULL THEN 0 ELSE 1 END,
+                                callback_at = COALESCE(v.column7, callback_at)
+                           FROM ({}) AS v
+                          WHERE leads.id = v.column5 AND leads.status IN ('in_progress', 'pending', 'exhausted')
+                            AND {AS_LEFT}
+                            AND v.column6 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)",
+                        values(rows, 7)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for r in 0..rows {
+                        let m = run.get(r);
+                        let next = m.map(|m| m.2);
+                        q = q
+                            .bind(next.map(|n| n.status.as_str()))
+                            .bind(next.and_then(|n| n.next_attempt_at).map(due))
+                            .bind(next.and_then(|n| n.last_outcome.as_deref()))
+                            .bind(m.map(|m| ts(m.3)))
+                            .bind(m.map(|m| m.0))
+                            .bind(m.map(|m| m.1))
+                            .bind(next.and_then(|n| n.callback_at).map(ts));
+                    }
+                    q.execute(&mut **tx).await?;
+                }
+                Ok(())
             }
 
             /// `begin_attempt`'s writes: the attempt row, inserted only if
@@ -603,35 +622,56 @@ macro_rules! store_impl {
                 Ok(())
             }
 
-            async fn attempt_placed_in(tx: &mut Tx<$db>, a: &PlacedArgs) -> Result<()> {
+            /// `attempt_placed`'s writes for a set of attempts (see
+            /// `Group::write_set`): the attempts' rows, then their leads'
+            /// leases, one statement per run of distinct rows.
+            async fn placed_set_in(tx: &mut Tx<$db>, all: &[&PlacedArgs]) -> Result<Vec<()>> {
                 // A webhook or a poll may have settled the attempt before the
                 // answer came back: keep its state, only record the call id.
                 // No status time is stamped: ours and the provider's clocks
                 // are never compared.
-                sqlx::query(
-                    "UPDATE call_attempts SET
-                            provider_call_id = COALESCE(provider_call_id, $1),
-                            provider_status = CASE WHEN state = 'sending' THEN $2 ELSE provider_status END,
-                            state = CASE WHEN state = 'sending' THEN 'placed' ELSE state END
-                      WHERE id = $3",
-                )
-                .bind(&a.provider_call_id)
-                .bind(&a.provider_status)
-                .bind(&a.attempt_id)
-                .execute(&mut **tx)
-                .await?;
-                sqlx::query(&format!(
-                    "UPDATE leads SET lease_expires_at = $1, updated_at = $2
-                      WHERE id = $3 AND status = 'in_progress' AND {AS_LEFT}
-                        AND $4 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)"
-                ))
-                .bind(due(a.lease_until))
-                .bind(ts(a.now))
-                .bind(a.lead_id)
-                .bind(a.attempt)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
+                for run in distinct_runs(all, |a| a.attempt_id.as_str()) {
+                    let rows = padded(run.len());
+                    let sql = format!(
+                        "UPDATE call_attempts SET
+                                provider_call_id = COALESCE(provider_call_id, v.column1),
+                                provider_status = CASE WHEN state = 'sending' THEN v.column2 ELSE provider_status END,
+                                state = CASE WHEN state = 'sending' THEN 'placed' ELSE state END
+                           FROM ({}) AS v
+                          WHERE call_attempts.id = v.column3",
+                        values(rows, 3)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for r in 0..rows {
+                        let a = run.get(r);
+                        q = q
+                            .bind(a.map(|a| a.provider_call_id.as_str()))
+                            .bind(a.map(|a| a.provider_status.as_str()))
+                            .bind(a.map(|a| a.attempt_id.as_str()));
+                    }
+                    q.execute(&mut **tx).await?;
+                }
+                for run in distinct_runs(all, |a| a.lead_id) {
+                    let rows = padded(run.len());
+                    let sql = format!(
+                        "UPDATE leads SET lease_expires_at = v.column1, updated_at = v.column2
+                           FROM ({}) AS v
+                          WHERE leads.id = v.column3 AND leads.status = 'in_progress' AND {AS_LEFT}
+                            AND v.column4 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)",
+                        values(rows, 4)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for r in 0..rows {
+                        let a = run.get(r);
+                        q = q
+                            .bind(a.map(|a| due(a.lease_until)))
+                            .bind(a.map(|a| ts(a.now)))
+                            .bind(a.map(|a| a.lead_id))
+                            .bind(a.map(|a| a.attempt));
+                    }
+                    q.execute(&mut **tx).await?;
+                }
+                Ok(vec![(); all.len()])
             }
 
             async fn attempt_unknown_in(
@@ -653,62 +693,85 @@ macro_rules! store_impl {
                 let Some(row) = row else {
                     return Ok(false);
                 };
-                Self::move_lead(tx, row.try_get("lead_id")?, row.try_get("attempt")?, lead_next, now)
+                Self::move_leads(tx, &[(row.try_get("lead_id")?, row.try_get("attempt")?, lead_next, now)])
                     .await?;
                 Ok(true)
             }
 
-            async fn settle_in(
-                tx: &mut Tx<$db>,
-                attempt_id: &str,
-                status: &CallStatus,
-                lead_next: Option<&LeadNext>,
-                now: DateTime<Utc>,
-            ) -> Result<Settled> {
-                let row = sqlx::query(
-                    "UPDATE call_attempts SET
-                            state = CASE WHEN $1 IS NOT NULL THEN 'ended'
-                                         WHEN state = 'sending' THEN 'placed' ELSE state END,
-                            outcome = COALESCE($1, outcome),
-                            provider_status = $2, status_at = COALESCE($3, status_at),
-                            provider_call_id = COALESCE(provider_call_id, $4),
-                            answered_at = COALESCE($5, answered_at), ended_at = COALESCE($6, ended_at),
-                            duration_seconds = COALESCE($7, duration_seconds),
-                            hangup_cause = COALESCE($8, hangup_cause), error = COALESCE($9, error),
-                            summary = COALESCE($10, summary), transcript = COALESCE($11, transcript),
-                            recording_url = COALESCE($12, recording_url)
-                      WHERE id = $13
-                        AND CASE WHEN $1 IS NOT NULL
-                                 -- an end: the first real one wins; a synthetic `unknown` never blocks it
-                                 THEN state <> 'ended' OR outcome = 'unknown'
-                                 -- a live status: while the call is open, not older by the
-                                 -- provider's own clock, and not a duplicate
-                                 ELSE state IN ('sending', 'placed', 'unknown')
-                                      AND (status_at IS NULL OR $3 IS NULL OR status_at <= $3)
-                                      AND NOT (provider_status IS NOT DISTINCT FROM $2
-                                               AND status_at IS NOT DISTINCT FROM $3)
-                            END
-                     RETURNING lead_id, attempt",
-                )
-                .bind(status.outcome.map(|o| o.as_str()))
-                .bind(&status.provider_status)
-                .bind(status.status_at.map(ts))
-                .bind(&status.provider_call_id)
-                .bind(status.answered_at.map(ts))
-                .bind(status.ended_at.map(ts))
-                .bind(status.duration_seconds)
-                .bind(&status.hangup_cause)
-                .bind(&status.error)
-                .bind(&status.summary)
-                .bind(status.transcript.clone().map(json))
-                .bind(&status.recording_url)
-                .bind(attempt_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-                let Some(row) = row else {
-                    return Ok(Settled::Stale);
-                };
-                if let Some(reason) = lead_next.and_then(|n| n.do_not_call.as_deref()) {
+            /// `settle`'s writes for a set of statuses (see
+            /// `Group::write_set`): the attempts' rows, one statement per run
+            /// of distinct attempts, then the numbers the outcomes put on the
+            /// do-not-call list, then the leads moved (`move_leads`).
+            async fn settle_set_in(tx: &mut Tx<$db>, all: &[&SettleArgs]) -> Result<Vec<Settled>> {
+                let mut applied: Vec<Option<(i64, i32)>> = vec![None; all.len()];
+                let order: Vec<usize> = (0..all.len()).collect();
+                for run in distinct_runs(&order, |&i| all[i].attempt_id.as_str()) {
+                    let rows = padded(run.len());
+                    let sql = format!(
+                        "UPDATE call_attempts SET
+                                state = CASE WHEN v.column1 IS NOT NULL THEN 'ended'
+                                             WHEN state = 'sending' THEN 'placed' ELSE state END,
+                                outcome = COALESCE(v.column1, outcome),
+                                provider_status = v.column2, status_at = COALESCE(v.column3, status_at),
+                                provider_call_id = COALESCE(provider_call_id, v.column4),
+                                answered_at = COALESCE(v.column5, answered_at),
+                                ended_at = COALESCE(v.column6, ended_at),
+                                duration_seconds = COALESCE(v.column7, duration_seconds),
+                                hangup_cause = COALESCE(v.column8, hangup_cause),
+                                error = COALESCE(v.column9, error),
+                                summary = COALESCE(v.column10, summary),
+                                transcript = COALESCE(v.column11, transcript),
+                                recording_url = COALESCE(v.column12, recording_url)
+                           FROM ({}) AS v
+                          WHERE call_attempts.id = v.column13
+                            AND CASE WHEN v.column1 IS NOT NULL
+                                     -- an end: the first real one wins; a synthetic `unknown` never blocks it
+                                     THEN state <> 'ended' OR outcome = 'unknown'
+                                     -- a live status: while the call is open, not older by the
+                                     -- provider's own clock, and not a duplicate
+                                     ELSE state IN ('sending', 'placed', 'unknown')
+                                          AND (status_at IS NULL OR v.column3 IS NULL OR status_at <= v.column3)
+                                          AND NOT (provider_status IS NOT DISTINCT FROM v.column2
+                                                   AND status_at IS NOT DISTINCT FROM v.column3)
+                                END
+                         RETURNING id, lead_id, attempt",
+                        values(rows, 13)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for r in 0..rows {
+                        let a = run.get(r).map(|&i| all[i]);
+                        let s = a.map(|a| &a.status);
+                        q = q
+                            .bind(s.and_then(|s| s.outcome).map(|o| o.as_str()))
+                            .bind(s.map(|s| s.provider_status.as_str()))
+                            .bind(s.and_then(|s| s.status_at).map(ts))
+                            .bind(s.and_then(|s| s.provider_call_id.as_deref()))
+                            .bind(s.and_then(|s| s.answered_at).map(ts))
+                            .bind(s.and_then(|s| s.ended_at).map(ts))
+                            .bind(s.and_then(|s| s.duration_seconds))
+                            .bind(s.and_then(|s| s.hangup_cause.as_deref()))
+                            .bind(s.and_then(|s| s.error.as_deref()))
+                            .bind(s.and_then(|s| s.summary.as_deref()))
+                            .bind(s.and_then(|s| s.transcript.clone()).map(json))
+                            .bind(s.and_then(|s| s.recording_url.as_deref()))
+                            .bind(a.map(|a| a.attempt_id.as_str()));
+                    }
+                    let mut settled = std::collections::HashMap::new();
+                    for row in q.fetch_all(&mut **tx).await? {
+                        let id: String = row.try_get("id")?;
+                        settled.insert(id, (row.try_get("lead_id")?, row.try_get("attempt")?));
+                    }
+                    for &i in run {
+                        applied[i] = settled.get(&all[i].attempt_id).copied();
+                    }
+                }
+                for (a, applied) in all.iter().zip(&applied) {
+                    let Some(reason) = a.next.as_ref().and_then(|n| n.do_not_call.as_deref()) else {
+                        continue;
+                    };
+                    if applied.is_none() {
+                        continue;
+                    }
                     // Before this commits, no attempt to the number can:
                     // `begin_attempt` reads the list in its own transaction.
                     sqlx::query(
@@ -717,16 +780,24 @@ macro_rules! store_impl {
                          ON CONFLICT (phone) DO NOTHING",
                     )
                     .bind(reason)
-                    .bind(ts(now))
-                    .bind(attempt_id)
+                    .bind(ts(a.now))
+                    .bind(&a.attempt_id)
                     .execute(&mut **tx)
                     .await?;
                 }
-                if let Some(next) = lead_next {
-                    Self::move_lead(tx, row.try_get("lead_id")?, row.try_get("attempt")?, next, now)
-                        .await?;
-                }
-                Ok(Settled::Applied)
+                let moves: Vec<_> = all
+                    .iter()
+                    .zip(&applied)
+                    .filter_map(|(a, applied)| {
+                        let (lead_id, attempt) = (*applied)?;
+                        Some((lead_id, attempt, a.next.as_ref()?, a.now))
+                    })
+                    .collect();
+                Self::move_leads(tx, &moves).await?;
+                Ok(applied
+                    .iter()
+                    .map(|a| if a.is_some() { Settled::Applied } else { Settled::Stale })
+                    .collect())
             }
         }
 
@@ -932,7 +1003,7 @@ macro_rules! store_impl {
                     lease_until,
                     now,
                 };
-                self.group.write(args, |tx, a| Box::pin(Self::attempt_placed_in(tx, a))).await
+                self.group.write_set(args, |tx, all| Box::pin(Self::placed_set_in(tx, all))).await
             }
 
             async fn attempt_unknown(
@@ -957,12 +1028,13 @@ macro_rules! store_impl {
                 lead_next: Option<&LeadNext>,
                 now: DateTime<Utc>,
             ) -> Result<Settled> {
-                let args = (attempt_id.to_string(), status.clone(), lead_next.cloned(), now);
-                self.group
-                    .write(args, |tx, (id, status, next, now)| {
-                        Box::pin(Self::settle_in(tx, id, status, next.as_ref(), *now))
-                    })
-                    .await
+                let args = SettleArgs {
+                    attempt_id: attempt_id.to_string(),
+                    status: status.clone(),
+                    next: lead_next.cloned(),
+                    now,
+                };
+                self.group.write_set(args, |tx, all| Box::pin(Self::settle_set_in(tx, all))).await
             }
 
             async fn give_up(&self, attempt_id: &str) -> Result<()> {

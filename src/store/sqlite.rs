@@ -6,12 +6,12 @@
 //! seconds, `Z`), whose text order is time order; a trigger normalises due
 //! times that other systems write in SQLite's own forms.
 
-use super::group::{Group, Tx};
+use super::group::{distinct_runs, padded, values, Group, Tx};
 use super::shared::{
     begin_attempt_sql, caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql,
     open_attempts_sql, placeholders, priority_levels, recent_attempts_of_sql, BeginArgs,
-    PlacedArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
-    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    PlacedArgs, SettleArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL,
+    LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::{ceil_second, rfc3339};
