@@ -84,6 +84,7 @@ on_both_backends! {
     two_campaigns_sharing_numbers_call_each_once_and_wait_for_the_cap => shared_numbers_daemon;
     each_open_attempt_is_polled_by_one_daemon_at_a_time => poll_split;
     writes_committed_together_keep_each_callers_own_result => grouped_writes;
+    answers_and_ends_written_as_sets_count_once_each_and_move_their_own_lead => grouped_sets;
     a_number_put_on_the_do_not_call_list_after_the_claim_commits_no_attempt => dnc_after_claim;
     capped_caller_ids_are_chosen_in_the_attempts_transaction_across_daemons => caller_id_caps;
 }
@@ -1648,6 +1649,107 @@ async fn grouped_writes(db: TestDb) {
             db.backend()
         );
     }
+}
+
+/// Many placed answers and ends written at once run as a few set-based
+/// statements: an end sent twice (a webhook and a poll) is applied once, a
+/// stale answer after the end keeps the end, and each lead moves as its own
+/// attempt's end says, whatever else shared its statement.
+async fn grouped_sets(db: TestDb) {
+    const N: usize = 40;
+    let now = t0();
+    let claimed = claim_all(&db, N, now).await;
+    let mut attempts = Vec::new();
+    for lead in &claimed {
+        let a = db
+            .store
+            .begin_attempt(
+                lead,
+                "sim",
+                &FromChoice::fixed(None),
+                None,
+                &[],
+                now + Duration::minutes(2),
+                now + Duration::hours(2),
+                now,
+            )
+            .await
+            .unwrap()
+            .into_attempt()
+            .unwrap();
+        attempts.push(a);
+    }
+    let end = now + Duration::minutes(1);
+    // Even leads complete, odd ones are busy and come back in three hours.
+    let fate = |i: usize| {
+        if i % 2 == 0 {
+            (Outcome::Completed, LeadNext::finished(LeadStatus::Completed, "completed"))
+        } else {
+            (Outcome::Busy, LeadNext::pending(end + Duration::hours(3), Some("busy".into())))
+        }
+    };
+    let mut tasks = Vec::new();
+    for (i, a) in attempts.iter().enumerate() {
+        let (outcome, next) = fate(i);
+        for copy in 0..2 {
+            let (store, a, next) = (db.store.clone(), a.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let status = CallStatus {
+                    provider_call_id: Some(format!("call-{i}")),
+                    ..ended(outcome, Some(end))
+                };
+                let s = store.settle(&a.id, &status, Some(&next), end).await.unwrap();
+                (i, copy, Some(s))
+            }));
+        }
+        let (store, a) = (db.store.clone(), a.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .attempt_placed(&a, &format!("call-{i}"), "QUEUED", end, now)
+                .await
+                .unwrap();
+            (i, 2, None)
+        }));
+    }
+    let mut applied = vec![0; N];
+    for t in tasks {
+        if let (i, _, Some(Settled::Applied)) = t.await.unwrap() {
+            applied[i] += 1;
+        }
+    }
+    assert_eq!(applied, vec![1; N], "{}: each end applied once", db.backend());
+    for (i, a) in attempts.iter().enumerate() {
+        let row = db
+            .rows(&format!(
+                "SELECT a.state, a.outcome, a.provider_call_id, l.status, l.last_outcome, l.lease_owner
+                   FROM call_attempts a JOIN leads l ON l.id = a.lead_id WHERE a.id = '{}'",
+                a.id
+            ))
+            .await;
+        let (outcome, lead_status) = if i % 2 == 0 {
+            ("completed", "completed")
+        } else {
+            ("busy", "pending")
+        };
+        assert_eq!(
+            row[0],
+            vec![
+                Some("ended".into()),
+                Some(outcome.into()),
+                Some(format!("call-{i}")),
+                Some(lead_status.into()),
+                Some(outcome.into()),
+                None
+            ],
+            "{}: attempt {i}",
+            db.backend()
+        );
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM leads WHERE status = 'pending' AND next_attempt_at IS NOT NULL")
+            .await,
+        (N / 2) as i64
+    );
 }
 
 async fn dnc_after_claim(db: TestDb) {
