@@ -6,10 +6,11 @@
 
 use super::group::{distinct_runs, padded, values, Group, Tx};
 use super::shared::{
-    begin_attempt_sql, caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql,
-    open_attempts_sql, placeholders, priority_levels, recent_attempts_of_sql, BeginArgs,
-    PlacedArgs, SettleArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL,
-    LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    begin_attempts_sql, begin_leads_sql, caller_id_use_sql, claimed, dnc_of_sql, export_page_sql,
+    find_attempt_sql, move_leads_sql, open_attempts_sql, placed_attempts_sql, placed_leads_sql,
+    placeholders, priority_levels, recent_attempts_of_sql, settle_set_sql, BeginArgs, PlacedArgs,
+    SettleArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
+    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::ceil_second;
@@ -83,8 +84,13 @@ const OUTBOX_LOCK: &str = "FOR UPDATE SKIP LOCKED";
 
 /// Serialises `begin_attempt` per phone number across daemons: its count of
 /// the number's attempts and its insert are one step for every campaign.
-const NUMBER_LOCK: Option<&str> =
-    Some("SELECT pg_advisory_xact_lock(hashtext('dialer.number:' || $1))");
+/// The numbers are rows `{values}` (`NULL` for none), locked in the order of
+/// their keys.
+const NUMBER_LOCK: Option<&str> = Some(
+    "SELECT pg_advisory_xact_lock(k) FROM
+       (SELECT hashtext('dialer.number:' || column1) AS k FROM ({values}) AS v
+         WHERE column1 IS NOT NULL ORDER BY k) AS keys",
+);
 
 /// Serialises the choice of a capped caller ID across daemons: its count of
 /// each number's attempts and the insert are one step for every campaign.
@@ -93,7 +99,10 @@ const CALLER_ID_LOCK: Option<&str> =
 
 /// The lead row `begin_attempt` reads is locked until its transaction ends,
 /// and read as of that lock: no other writer changes it in between.
-const LOCK_LEAD: &str = "FOR UPDATE";
+const LOCK_LEAD: &str = "FOR UPDATE OF leads";
+
+/// The planner reads each lead of the attempts' insert by its key.
+const LEAD_BY_ID: &str = "";
 
 const BEGIN_WRITE: &str = "BEGIN";
 

@@ -11,11 +11,15 @@
 //! - `CLAIM_LOCK`, `claim_sql(levels)`: the claim, the one query written per
 //!   dialect (SQLite's single writer vs PostgreSQL's advisory lock and
 //!   `FOR UPDATE SKIP LOCKED`);
-//! - `NUMBER_LOCK`: what serialises `begin_attempt` per phone number (bound
-//!   to `$1`), so its cap count cannot be read stale by another daemon;
+//! - `NUMBER_LOCK`: what serialises `begin_attempt` per phone number: the
+//!   numbers are the rows of `{values}` (one column, `NULL` for none), so
+//!   their attempts cannot be counted stale by another daemon;
 //! - `CALLER_ID_LOCK`: likewise for the choice of a capped caller ID;
 //! - `LOCK_LEAD`: what locks the lead row `begin_attempt` reads to insert
 //!   its attempt (nothing on SQLite, whose write lock the insert holds);
+//! - `LEAD_BY_ID`: what makes the attempts' insert read each lead by its id
+//!   alone, row by row of its set (SQLite's `NOT INDEXED`: with few leads
+//!   in progress its planner would rather walk them all for each row);
 //! - `BEGIN_WRITE`: a transaction that holds the write lock before it reads
 //!   (SQLite's `BEGIN IMMEDIATE`; a plain `BEGIN` on PostgreSQL);
 //! - `GREATEST`: the larger of two values (`max` vs `greatest`);
@@ -119,29 +123,137 @@ pub(super) fn caller_id_use_sql(n: usize) -> String {
 /// is not on the do-not-call list and every cap has room. `lock`: what locks
 /// the lead's row as it is read (PostgreSQL's `FOR UPDATE`). Returns the
 /// attempt's id, or no row.
-pub(super) fn begin_attempt_sql(caps: usize, lock: &str) -> String {
+/// Columns of one row of `begin_attempts_sql` before its caps: attempt id,
+/// attempt number, provider, caller ID, number, requested at, agent, lead
+/// id, lease owner; then each cap's start and most.
+pub(super) const BEGIN_COLS: usize = 9;
+
+/// The attempts of `rows` held leads (`values` rows of `BEGIN_COLS` + 2 per
+/// cap), inserted in one statement, each only if its lead is still held as
+/// claimed, its number not on the do-not-call list and under each of its
+/// `caps`. Returns the lead and attempt id of each row written.
+pub(super) fn begin_attempts_sql(rows: usize, caps: usize, lock: &str, by_id: &str) -> String {
+    let cols = BEGIN_COLS + 2 * caps;
     let caps: String = (0..caps)
         .map(|i| {
             format!(
-                " AND (SELECT count(*) FROM call_attempts c WHERE c.to_number = $5
-                        AND c.state <> 'not_placed' AND c.requested_at > ${}) < ${}",
-                10 + 2 * i,
-                11 + 2 * i
+                " AND (SELECT count(*) FROM call_attempts c WHERE c.to_number = v.column5
+                        AND c.state <> 'not_placed' AND c.requested_at > v.column{}) < v.column{}",
+                BEGIN_COLS + 1 + 2 * i,
+                BEGIN_COLS + 2 + 2 * i
             )
         })
         .collect();
     format!(
         "INSERT INTO call_attempts (id, lead_id, campaign_id, attempt, provider, from_number, to_number,
                                     state, requested_at, agent_id)
-         SELECT $1, leads.id, leads.campaign_id, $2, $3, $4, $5, 'sending', $6, $7 FROM leads
-          WHERE leads.id = $8 AND leads.status = 'in_progress' AND leads.lease_owner = $9 AND {AS_LEFT}
-            AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = $5){caps}
+         SELECT v.column1, leads.id, leads.campaign_id, v.column2, v.column3, v.column4, v.column5,
+                'sending', v.column6, v.column7
+           FROM ({}) AS v CROSS JOIN leads {by_id}
+          WHERE leads.id = v.column8 AND leads.status = 'in_progress' AND leads.lease_owner = v.column9
+            AND {AS_LEFT} AND NOT EXISTS (SELECT 1 FROM dnc WHERE dnc.phone = v.column5){caps}
           {lock}
          ON CONFLICT (lead_id, attempt) DO UPDATE SET state = 'sending',
                 requested_at = excluded.requested_at, from_number = excluded.from_number,
                 provider = excluded.provider, error = NULL, agent_id = excluded.agent_id
           WHERE call_attempts.state = 'not_placed'
-         RETURNING id"
+         RETURNING id, lead_id",
+        super::group::values(rows, cols)
+    )
+}
+
+/// `move_leads` for `rows` rows of 7 columns: the lead's new status, due
+/// time, last outcome, the time of the write, the lead, its attempt number,
+/// the callback time.
+pub(super) fn move_leads_sql(rows: usize) -> String {
+    format!(
+        "UPDATE leads SET status = v.column1, daemon_status = v.column1,
+                next_attempt_at = COALESCE(v.column2, next_attempt_at),
+                daemon_next_attempt_at = COALESCE(v.column2, next_attempt_at),
+                last_outcome = COALESCE(v.column3, last_outcome), lease_owner = NULL,
+                lease_expires_at = NULL, updated_at = v.column4,
+                callbacks = callbacks + CASE WHEN v.column7 IS NULL THEN 0 ELSE 1 END,
+                callback_at = COALESCE(v.column7, callback_at)
+           FROM ({}) AS v
+          WHERE leads.id = v.column5 AND leads.status IN ('in_progress', 'pending', 'exhausted')
+            AND {AS_LEFT}
+            AND v.column6 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)",
+        super::group::values(rows, 7)
+    )
+}
+
+/// `attempt_placed`'s attempts, `rows` rows of 3: call id, provider status,
+/// attempt id.
+pub(super) fn placed_attempts_sql(rows: usize) -> String {
+    format!(
+        "UPDATE call_attempts SET
+                provider_call_id = COALESCE(provider_call_id, v.column1),
+                provider_status = CASE WHEN state = 'sending' THEN v.column2 ELSE provider_status END,
+                state = CASE WHEN state = 'sending' THEN 'placed' ELSE state END
+           FROM ({}) AS v
+          WHERE call_attempts.id = v.column3",
+        super::group::values(rows, 3)
+    )
+}
+
+/// `attempt_placed`'s leads, `rows` rows of 4: lease end, time of the write,
+/// lead, attempt number.
+pub(super) fn placed_leads_sql(rows: usize) -> String {
+    format!(
+        "UPDATE leads SET lease_expires_at = v.column1, updated_at = v.column2
+           FROM ({}) AS v
+          WHERE leads.id = v.column3 AND leads.status = 'in_progress' AND {AS_LEFT}
+            AND v.column4 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)",
+        super::group::values(rows, 4)
+    )
+}
+
+/// `settle`'s attempts, `rows` rows of 13: outcome, provider status, status
+/// time, call id, answered, ended, duration, hangup cause, error, summary,
+/// transcript, recording, attempt id.
+pub(super) fn settle_set_sql(rows: usize) -> String {
+    format!(
+        "UPDATE call_attempts SET
+                state = CASE WHEN v.column1 IS NOT NULL THEN 'ended'
+                             WHEN state = 'sending' THEN 'placed' ELSE state END,
+                outcome = COALESCE(v.column1, outcome),
+                provider_status = v.column2, status_at = COALESCE(v.column3, status_at),
+                provider_call_id = COALESCE(provider_call_id, v.column4),
+                answered_at = COALESCE(v.column5, answered_at),
+                ended_at = COALESCE(v.column6, ended_at),
+                duration_seconds = COALESCE(v.column7, duration_seconds),
+                hangup_cause = COALESCE(v.column8, hangup_cause),
+                error = COALESCE(v.column9, error),
+                summary = COALESCE(v.column10, summary),
+                transcript = COALESCE(v.column11, transcript),
+                recording_url = COALESCE(v.column12, recording_url)
+           FROM ({}) AS v
+          WHERE call_attempts.id = v.column13
+            AND CASE WHEN v.column1 IS NOT NULL
+                     -- an end: the first real one wins; a synthetic `unknown` never blocks it
+                     THEN state <> 'ended' OR outcome = 'unknown'
+                     -- a live status: while the call is open, not older by the
+                     -- provider's own clock, and not a duplicate
+                     ELSE state IN ('sending', 'placed', 'unknown')
+                          AND (status_at IS NULL OR v.column3 IS NULL OR status_at <= v.column3)
+                          AND NOT (provider_status IS NOT DISTINCT FROM v.column2
+                                   AND status_at IS NOT DISTINCT FROM v.column3)
+                END
+         RETURNING id, lead_id, attempt",
+        super::group::values(rows, 13)
+    )
+}
+
+/// `begin_attempt`'s leads, `rows` rows of 4: lease end, `unknown` due time,
+/// time of the write, lead.
+pub(super) fn begin_leads_sql(rows: usize) -> String {
+    format!(
+        "UPDATE leads SET lease_expires_at = v.column1, next_attempt_at = v.column2,
+                daemon_next_attempt_at = v.column2, last_attempt_at = v.column3,
+                updated_at = v.column3, attempts = {COUNTED}
+           FROM ({}) AS v
+          WHERE leads.id = v.column4",
+        super::group::values(rows, 4)
     )
 }
 
@@ -424,20 +536,7 @@ macro_rules! store_impl {
             ) -> Result<()> {
                 for run in distinct_runs(moves, |m| m.0) {
                     let rows = padded(run.len());
-                    let sql = format!(
-                        "UPDATE leads SET status = v.column1, daemon_status = v.column1,
-                                next_attempt_at = COALESCE(v.column2, next_attempt_at),
-                                daemon_next_attempt_at = COALESCE(v.column2, next_attempt_at),
-                                last_outcome = COALESCE(v.column3, last_outcome), lease_owner = NULL,
-                                lease_expires_at = NULL, updated_at = v.column4,
-                                callbacks = callbacks + CASE WHEN v.column7 IS NULL THEN 0 ELSE 1 END,
-                                callback_at = COALESCE(v.column7, callback_at)
-                           FROM ({}) AS v
-                          WHERE leads.id = v.column5 AND leads.status IN ('in_progress', 'pending', 'exhausted')
-                            AND {AS_LEFT}
-                            AND v.column6 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)",
-                        values(rows, 7)
-                    );
+                    let sql = move_leads_sql(rows);
                     let mut q = sqlx::query(&sql);
                     for r in 0..rows {
                         let m = run.get(r);
@@ -456,96 +555,162 @@ macro_rules! store_impl {
                 Ok(())
             }
 
-            /// `begin_attempt`'s writes: the attempt row, inserted only if
-            /// the lead is still held as claimed, its number is not on the
-            /// do-not-call list and under its caps (one statement, which on
-            /// SQLite takes the write lock before it reads), then the lead's
-            /// lease and due time. Nothing is written when something blocks
-            /// the attempt, so nothing has to be undone, and `blocked` then
-            /// says what did.
+            /// `begin_attempt` with a caller ID chosen under its caps: alone
+            /// in its transaction (see `begin_attempt`).
             async fn begin_attempt_in(tx: &mut Tx<$db>, a: &BeginArgs) -> Result<Begun> {
-                let lead = &a.lead;
-                // Whoever holds the number's lock counts its attempts and
-                // commits before the next one counts: the caps hold across
-                // campaigns and daemons.
-                if let Some(lock) = NUMBER_LOCK {
-                    sqlx::query(lock).bind(&lead.lead.phone).execute(&mut **tx).await?;
+                Self::lock_numbers(tx, &[a]).await?;
+                // One chooser at a time across daemons: the count and the
+                // insert below are one step for every caller ID.
+                if let Some(lock) = CALLER_ID_LOCK {
+                    sqlx::query(lock).execute(&mut **tx).await?;
                 }
-                let from_number = if a.from.caps.is_empty() {
-                    a.from.numbers.first().cloned()
-                } else {
-                    // One chooser at a time across daemons: the count and
-                    // the insert below are one step for every caller ID.
-                    if let Some(lock) = CALLER_ID_LOCK {
-                        sqlx::query(lock).execute(&mut **tx).await?;
-                    }
-                    let longest = a.from.caps.iter().map(|(p, _)| *p).max().unwrap_or_default();
-                    let used = caller_id_use_on(&mut **tx, &a.from.numbers, a.now - longest).await?;
-                    match crate::caller_id::first_free(&a.from.numbers, &a.from.caps, &used, a.now) {
-                        Ok(n) => n,
-                        Err(until) => {
-                            let blocked = Self::blocked(tx, a).await?;
-                            return Ok(blocked.unwrap_or(Begun::CallerIdCapped { until }));
-                        }
+                let longest = a.from.caps.iter().map(|(p, _)| *p).max().unwrap_or_default();
+                let used = caller_id_use_on(&mut **tx, &a.from.numbers, a.now - longest).await?;
+                let from_number = match crate::caller_id::first_free(&a.from.numbers, &a.from.caps, &used, a.now) {
+                    Ok(n) => n,
+                    Err(until) => {
+                        let blocked = Self::blocked(tx, a).await?;
+                        return Ok(blocked.unwrap_or(Begun::CallerIdCapped { until }));
                     }
                 };
-                let sql = begin_attempt_sql(a.caps.len(), LOCK_LEAD);
-                let mut q = sqlx::query(&sql)
-                    .bind(uuid::Uuid::new_v4().to_string())
-                    .bind(lead.attempt)
-                    .bind(&a.provider)
-                    .bind(&from_number)
-                    .bind(&lead.lead.phone)
-                    .bind(ts(a.now))
-                    .bind(&a.agent_id)
-                    .bind(lead.lead.id)
-                    .bind(&lead.lease_owner);
-                for (period, max) in &a.caps {
-                    q = q.bind(ts(a.now - *period)).bind(i64::from(*max));
+                let mut begun = Self::insert_attempts(tx, &[(a, from_number)]).await?;
+                Ok(begun.pop().unwrap_or(Begun::NotHeld))
+            }
+
+            /// `begin_attempt`'s writes for a set of held leads whose caller
+            /// ID is the first they are offered (see `Group::write_set`):
+            /// one insert and one update per run of distinct numbers with as
+            /// many caps.
+            async fn begin_set_in(tx: &mut Tx<$db>, all: &[&BeginArgs]) -> Result<Vec<Begun>> {
+                let mut out = Vec::with_capacity(all.len());
+                for run in distinct_runs(all, |a| a.lead.lead.phone.as_str()) {
+                    Self::lock_numbers(tx, run).await?;
+                    for part in run.chunk_by(|x, y| x.caps.len() == y.caps.len()) {
+                        let rows: Vec<_> = part.iter().map(|a| (*a, a.from.numbers.first().cloned())).collect();
+                        out.extend(Self::insert_attempts(tx, &rows).await?);
+                    }
                 }
-                let Some(row) = q.fetch_optional(&mut **tx).await? else {
-                    // Blocked, or that attempt number exists and counts:
-                    // never send it twice.
-                    return Ok(Self::blocked(tx, a).await?.unwrap_or(Begun::NotHeld));
+                Ok(out)
+            }
+
+            /// Whoever holds a number's lock counts its attempts and commits
+            /// before the next one counts: the caps hold across campaigns
+            /// and daemons. Taken in one order, so writers of sets that
+            /// share numbers wait for each other rather than deadlock.
+            async fn lock_numbers(tx: &mut Tx<$db>, all: &[&BeginArgs]) -> Result<()> {
+                let Some(lock) = NUMBER_LOCK else {
+                    return Ok(());
                 };
-                let id: String = row.try_get("id")?;
-                // Until the request's fate is known, the lead's due time is
-                // the `unknown` retry delay: a crash now can never make it due
-                // earlier. The lead is locked (SQLite's write lock, or the
-                // row lock above): it is as the insert found it.
-                let held = sqlx::query(&format!(
-                    "UPDATE leads SET lease_expires_at = $1, next_attempt_at = $2, daemon_next_attempt_at = $2,
-                            last_attempt_at = $3, updated_at = $3, attempts = {COUNTED}
-                      WHERE id = $4"
-                ))
-                .bind(due(a.lease_until))
-                .bind(due(a.unknown_due))
-                .bind(ts(a.now))
-                .bind(lead.lead.id)
-                .execute(&mut **tx)
-                .await?;
-                if held.rows_affected() != 1 {
-                    return Err(StoreError::Corrupt {
-                        table: "leads",
-                        why: format!("lead {} vanished while its attempt was begun", lead.lead.id),
-                    });
+                let rows = padded(all.len());
+                let sql = lock.replace("{values}", &values(rows, 1));
+                let mut q = sqlx::query(&sql);
+                for r in 0..rows {
+                    q = q.bind(all.get(r).map(|a| a.lead.lead.phone.as_str()));
                 }
-                Ok(Begun::Attempt(Box::new(Attempt {
-                    id,
-                    lead_id: lead.lead.id,
-                    campaign_id: lead.lead.campaign_id.clone(),
-                    attempt: lead.attempt,
-                    provider: a.provider.clone(),
-                    provider_call_id: None,
-                    from_number,
-                    to_number: lead.lead.phone.clone(),
-                    state: AttemptState::Sending,
-                    provider_status: None,
-                    status_at: None,
-                    outcome: None,
-                    error: None,
-                    requested_at: a.now,
-                })))
+                q.execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            /// The attempt rows of `rows` (each with its caller ID), as many
+            /// caps each and distinct numbers, inserted in one statement, each
+            /// only if its lead is still held as claimed, its number is not
+            /// on the do-not-call list and under its caps (on SQLite the
+            /// insert takes the write lock before it reads), then their
+            /// leads' leases and due times in one more. Nothing is written
+            /// for a lead something blocks, so nothing has to be undone, and
+            /// `blocked` then says what did.
+            async fn insert_attempts(
+                tx: &mut Tx<$db>,
+                rows: &[(&BeginArgs, Option<String>)],
+            ) -> Result<Vec<Begun>> {
+                let Some(caps) = rows.first().map(|(a, _)| a.caps.len()) else {
+                    return Ok(Vec::new());
+                };
+                let n = padded(rows.len());
+                let sql = begin_attempts_sql(n, caps, LOCK_LEAD, LEAD_BY_ID);
+                let ids: Vec<String> = rows.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect();
+                let mut q = sqlx::query(&sql);
+                for r in 0..n {
+                    let row = rows.get(r);
+                    let a = row.map(|(a, _)| *a);
+                    q = q
+                        .bind(ids.get(r).map(String::as_str))
+                        .bind(a.map(|a| a.lead.attempt))
+                        .bind(a.map(|a| a.provider.as_str()))
+                        .bind(row.and_then(|(_, from)| from.as_deref()))
+                        .bind(a.map(|a| a.lead.lead.phone.as_str()))
+                        .bind(a.map(|a| ts(a.now)))
+                        .bind(a.and_then(|a| a.agent_id.as_deref()))
+                        .bind(a.map(|a| a.lead.lead.id))
+                        .bind(a.map(|a| a.lead.lease_owner.as_str()));
+                    for c in 0..caps {
+                        let cap = a.and_then(|a| a.caps.get(c).map(|(period, max)| (a.now - *period, *max)));
+                        q = q.bind(cap.map(|(since, _)| ts(since))).bind(cap.map(|(_, max)| i64::from(max)));
+                    }
+                }
+                // The attempt id by lead: an attempt that was `not_placed`
+                // keeps its own id.
+                let mut inserted = std::collections::HashMap::new();
+                for row in q.fetch_all(&mut **tx).await? {
+                    let lead_id: i64 = row.try_get("lead_id")?;
+                    inserted.insert(lead_id, row.try_get::<String, _>("id")?);
+                }
+                // Until the request's fate is known, a lead's due time is
+                // the `unknown` retry delay: a crash now can never make it
+                // due earlier. The leads are locked (SQLite's write lock, or
+                // the row locks above): they are as the insert found them.
+                let held: Vec<&BeginArgs> = rows
+                    .iter()
+                    .map(|(a, _)| *a)
+                    .filter(|a| inserted.contains_key(&a.lead.lead.id))
+                    .collect();
+                if !held.is_empty() {
+                    let n = padded(held.len());
+                    let sql = begin_leads_sql(n);
+                    let mut q = sqlx::query(&sql);
+                    for r in 0..n {
+                        let a = held.get(r);
+                        q = q
+                            .bind(a.map(|a| due(a.lease_until)))
+                            .bind(a.map(|a| due(a.unknown_due)))
+                            .bind(a.map(|a| ts(a.now)))
+                            .bind(a.map(|a| a.lead.lead.id));
+                    }
+                    let moved = q.execute(&mut **tx).await?.rows_affected();
+                    if moved != held.len() as u64 {
+                        return Err(StoreError::Corrupt {
+                            table: "leads",
+                            why: format!("{} of {} leads vanished while their attempts were begun", held.len() as u64 - moved, held.len()),
+                        });
+                    }
+                }
+                let mut out = Vec::with_capacity(rows.len());
+                for (a, from_number) in rows {
+                    let lead = &a.lead;
+                    let Some(id) = inserted.remove(&lead.lead.id) else {
+                        // Blocked, or that attempt number exists and counts:
+                        // never send it twice.
+                        out.push(Self::blocked(tx, a).await?.unwrap_or(Begun::NotHeld));
+                        continue;
+                    };
+                    out.push(Begun::Attempt(Box::new(Attempt {
+                        id,
+                        lead_id: lead.lead.id,
+                        campaign_id: lead.lead.campaign_id.clone(),
+                        attempt: lead.attempt,
+                        provider: a.provider.clone(),
+                        provider_call_id: None,
+                        from_number: from_number.clone(),
+                        to_number: lead.lead.phone.clone(),
+                        state: AttemptState::Sending,
+                        provider_status: None,
+                        status_at: None,
+                        outcome: None,
+                        error: None,
+                        requested_at: a.now,
+                    })));
+                }
+                Ok(out)
             }
 
             /// What keeps `a` from being attempted now, first match: the
@@ -632,15 +797,7 @@ macro_rules! store_impl {
                 // are never compared.
                 for run in distinct_runs(all, |a| a.attempt_id.as_str()) {
                     let rows = padded(run.len());
-                    let sql = format!(
-                        "UPDATE call_attempts SET
-                                provider_call_id = COALESCE(provider_call_id, v.column1),
-                                provider_status = CASE WHEN state = 'sending' THEN v.column2 ELSE provider_status END,
-                                state = CASE WHEN state = 'sending' THEN 'placed' ELSE state END
-                           FROM ({}) AS v
-                          WHERE call_attempts.id = v.column3",
-                        values(rows, 3)
-                    );
+                    let sql = placed_attempts_sql(rows);
                     let mut q = sqlx::query(&sql);
                     for r in 0..rows {
                         let a = run.get(r);
@@ -653,13 +810,7 @@ macro_rules! store_impl {
                 }
                 for run in distinct_runs(all, |a| a.lead_id) {
                     let rows = padded(run.len());
-                    let sql = format!(
-                        "UPDATE leads SET lease_expires_at = v.column1, updated_at = v.column2
-                           FROM ({}) AS v
-                          WHERE leads.id = v.column3 AND leads.status = 'in_progress' AND {AS_LEFT}
-                            AND v.column4 = (SELECT max(c.attempt) FROM call_attempts c WHERE c.lead_id = leads.id)",
-                        values(rows, 4)
-                    );
+                    let sql = placed_leads_sql(rows);
                     let mut q = sqlx::query(&sql);
                     for r in 0..rows {
                         let a = run.get(r);
@@ -707,36 +858,7 @@ macro_rules! store_impl {
                 let order: Vec<usize> = (0..all.len()).collect();
                 for run in distinct_runs(&order, |&i| all[i].attempt_id.as_str()) {
                     let rows = padded(run.len());
-                    let sql = format!(
-                        "UPDATE call_attempts SET
-                                state = CASE WHEN v.column1 IS NOT NULL THEN 'ended'
-                                             WHEN state = 'sending' THEN 'placed' ELSE state END,
-                                outcome = COALESCE(v.column1, outcome),
-                                provider_status = v.column2, status_at = COALESCE(v.column3, status_at),
-                                provider_call_id = COALESCE(provider_call_id, v.column4),
-                                answered_at = COALESCE(v.column5, answered_at),
-                                ended_at = COALESCE(v.column6, ended_at),
-                                duration_seconds = COALESCE(v.column7, duration_seconds),
-                                hangup_cause = COALESCE(v.column8, hangup_cause),
-                                error = COALESCE(v.column9, error),
-                                summary = COALESCE(v.column10, summary),
-                                transcript = COALESCE(v.column11, transcript),
-                                recording_url = COALESCE(v.column12, recording_url)
-                           FROM ({}) AS v
-                          WHERE call_attempts.id = v.column13
-                            AND CASE WHEN v.column1 IS NOT NULL
-                                     -- an end: the first real one wins; a synthetic `unknown` never blocks it
-                                     THEN state <> 'ended' OR outcome = 'unknown'
-                                     -- a live status: while the call is open, not older by the
-                                     -- provider's own clock, and not a duplicate
-                                     ELSE state IN ('sending', 'placed', 'unknown')
-                                          AND (status_at IS NULL OR v.column3 IS NULL OR status_at <= v.column3)
-                                          AND NOT (provider_status IS NOT DISTINCT FROM v.column2
-                                                   AND status_at IS NOT DISTINCT FROM v.column3)
-                                END
-                         RETURNING id, lead_id, attempt",
-                        values(rows, 13)
-                    );
+                    let sql = settle_set_sql(rows);
                     let mut q = sqlx::query(&sql);
                     for r in 0..rows {
                         let a = run.get(r).map(|&i| all[i]);
@@ -957,7 +1079,7 @@ macro_rules! store_impl {
                     now,
                 };
                 if from.caps.is_empty() {
-                    return self.group.write(args, |tx, a| Box::pin(Self::begin_attempt_in(tx, a))).await;
+                    return self.group.write_set(args, |tx, all| Box::pin(Self::begin_set_in(tx, all))).await;
                 }
                 // Capped caller IDs: a transaction of its own, so that the
                 // chooser's lock is taken holding no other write's locks
@@ -1253,7 +1375,7 @@ macro_rules! store_impl {
                     .await?;
                 plans.push(("export_page", plan_text(&rows)?));
                 // An attempt's insert, for a number under one cap.
-                let sql = format!("{EXPLAIN}{}", begin_attempt_sql(1, LOCK_LEAD));
+                let sql = format!("{EXPLAIN}{}", begin_attempts_sql(1, 1, LOCK_LEAD, LEAD_BY_ID));
                 let rows = sqlx::query(&sql)
                     .bind("plan")
                     .bind(1_i32)
@@ -1269,6 +1391,63 @@ macro_rules! store_impl {
                     .fetch_all(&mut *tx)
                     .await?;
                 plans.push(("begin_attempt", plan_text(&rows)?));
+                // The set writes of a group, for one row each.
+                let sql = format!("{EXPLAIN}{}", begin_leads_sql(1));
+                let rows = sqlx::query(&sql)
+                    .bind(&t)
+                    .bind(&t)
+                    .bind(&t)
+                    .bind(1_i64)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("begin_leads", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{}", placed_attempts_sql(1));
+                let rows = sqlx::query(&sql)
+                    .bind("call-1")
+                    .bind("queued")
+                    .bind("plan")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("placed_attempts", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{}", placed_leads_sql(1));
+                let rows = sqlx::query(&sql)
+                    .bind(&t)
+                    .bind(&t)
+                    .bind(1_i64)
+                    .bind(1_i32)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("placed_leads", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{}", settle_set_sql(1));
+                let rows = sqlx::query(&sql)
+                    .bind(Some("completed"))
+                    .bind("completed")
+                    .bind(Some(&t))
+                    .bind(Some("call-1"))
+                    .bind(None::<String>.map(|_| t.clone()))
+                    .bind(Some(&t))
+                    .bind(Some(30_i64))
+                    .bind(None::<String>)
+                    .bind(None::<String>)
+                    .bind(None::<String>)
+                    .bind(None::<Value>.map(json))
+                    .bind(None::<String>)
+                    .bind("plan")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("settle", plan_text(&rows)?));
+                let sql = format!("{EXPLAIN}{}", move_leads_sql(1));
+                let rows = sqlx::query(&sql)
+                    .bind("pending")
+                    .bind(Some(&t))
+                    .bind(Some("busy"))
+                    .bind(&t)
+                    .bind(1_i64)
+                    .bind(1_i32)
+                    .bind(None::<String>.map(|_| t.clone()))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                plans.push(("move_leads", plan_text(&rows)?));
                 // The rules' look at many due leads, read without taking them.
                 if !levels.is_empty() {
                     let look = format!("{EXPLAIN}{}", look_sql(&priority_levels(&levels)));

@@ -8,10 +8,11 @@
 
 use super::group::{distinct_runs, padded, values, Group, Tx};
 use super::shared::{
-    begin_attempt_sql, caller_id_use_sql, claimed, dnc_of_sql, export_page_sql, find_attempt_sql,
-    open_attempts_sql, placeholders, priority_levels, recent_attempts_of_sql, BeginArgs,
-    PlacedArgs, SettleArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL,
-    LEAD_COLS, NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
+    begin_attempts_sql, begin_leads_sql, caller_id_use_sql, claimed, dnc_of_sql, export_page_sql,
+    find_attempt_sql, move_leads_sql, open_attempts_sql, placed_attempts_sql, placed_leads_sql,
+    placeholders, priority_levels, recent_attempts_of_sql, settle_set_sql, BeginArgs, PlacedArgs,
+    SettleArgs, AS_LEFT, COUNTED, DNC_ONE_SQL, DUE_PRIORITIES_SQL, HAS_OPEN_CALL, LEAD_COLS,
+    NEXT_DUE_SQL, NUMBER_ATTEMPTS_SQL,
 };
 use super::*;
 use crate::domain::{ceil_second, rfc3339};
@@ -107,6 +108,10 @@ const CALLER_ID_LOCK: Option<&str> = None;
 
 /// The insert of an attempt takes the write lock before it reads the lead.
 const LOCK_LEAD: &str = "";
+
+/// The attempts' insert reads each lead by its rowid (which `NOT INDEXED`
+/// still allows), never a walk of the leads in progress per row.
+const LEAD_BY_ID: &str = "NOT INDEXED";
 
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 

@@ -1683,9 +1683,15 @@ async fn grouped_sets(db: TestDb) {
     // Even leads complete, odd ones are busy and come back in three hours.
     let fate = |i: usize| {
         if i % 2 == 0 {
-            (Outcome::Completed, LeadNext::finished(LeadStatus::Completed, "completed"))
+            (
+                Outcome::Completed,
+                LeadNext::finished(LeadStatus::Completed, "completed"),
+            )
         } else {
-            (Outcome::Busy, LeadNext::pending(end + Duration::hours(3), Some("busy".into())))
+            (
+                Outcome::Busy,
+                LeadNext::pending(end + Duration::hours(3), Some("busy".into())),
+            )
         }
     };
     let mut tasks = Vec::new();
@@ -1698,7 +1704,10 @@ async fn grouped_sets(db: TestDb) {
                     provider_call_id: Some(format!("call-{i}")),
                     ..ended(outcome, Some(end))
                 };
-                let s = store.settle(&a.id, &status, Some(&next), end).await.unwrap();
+                let s = store
+                    .settle(&a.id, &status, Some(&next), end)
+                    .await
+                    .unwrap();
                 (i, copy, Some(s))
             }));
         }
@@ -1717,7 +1726,12 @@ async fn grouped_sets(db: TestDb) {
             applied[i] += 1;
         }
     }
-    assert_eq!(applied, vec![1; N], "{}: each end applied once", db.backend());
+    assert_eq!(
+        applied,
+        vec![1; N],
+        "{}: each end applied once",
+        db.backend()
+    );
     for (i, a) in attempts.iter().enumerate() {
         let row = db
             .rows(&format!(
@@ -1746,8 +1760,10 @@ async fn grouped_sets(db: TestDb) {
         );
     }
     assert_eq!(
-        db.scalar("SELECT count(*) FROM leads WHERE status = 'pending' AND next_attempt_at IS NOT NULL")
-            .await,
+        db.scalar(
+            "SELECT count(*) FROM leads WHERE status = 'pending' AND next_attempt_at IS NOT NULL"
+        )
+        .await,
         (N / 2) as i64
     );
 }
