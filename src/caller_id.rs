@@ -85,9 +85,7 @@ impl Place {
             Some(r) if CANADA.contains(&r) => Some("CA".to_string()),
             Some(r) if OWN_COUNTRY.contains(&r) => Some(r.to_string()),
             Some(_) => Some("US".to_string()),
-            None => phonenumber::parse(None, e164)
-                .ok()
-                .map(|n| n.code().value().to_string()),
+            None => crate::phone::country_code(e164).map(|c| c.to_string()),
         };
         Place {
             npa,

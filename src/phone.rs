@@ -1,6 +1,11 @@
-//! Phone numbers: parsing to E.164 with the `phonenumber` crate.
+//! Phone numbers: parsing to E.164 with `rlibphonenumber`, a port of
+//! Google's libphonenumber and its metadata. (The `phonenumber` crate
+//! looks every pattern up in one regex cache of 100 entries behind one
+//! lock: 5.6 µs per US number, and ~290 µs per number on a list of mixed
+//! countries, whose patterns overflow the cache and are compiled again.)
 
-use phonenumber::country::Id;
+use rlibphonenumber::enums::Region;
+use rlibphonenumber::{PhoneNumberFormat, PHONE_NUMBER_UTIL};
 
 /// `^\+[1-9]\d{1,14}$`, the shape every provider documents.
 pub fn is_e164(s: &str) -> bool {
@@ -12,29 +17,36 @@ pub fn is_e164(s: &str) -> bool {
         && !rest.starts_with('0')
 }
 
-/// Normalises `raw` to E.164. National numbers need `region` (ISO 3166 alpha-2).
+/// A region code the phone metadata knows (ISO 3166 alpha-2, any case).
+fn region(r: &str) -> Option<Region> {
+    let region = r.parse::<Region>().ok()?;
+    PHONE_NUMBER_UTIL
+        .get_country_code_for_region(region)
+        .is_some()
+        .then_some(region)
+}
+
 /// Checks a `--region` value before any row is read: an unknown region
 /// would otherwise refuse every national number one line at a time.
-pub fn check_region(region: Option<&str>) -> Result<(), String> {
-    match region {
-        Some(r) if r.to_ascii_uppercase().parse::<Id>().is_err() => Err(format!(
+pub fn check_region(r: Option<&str>) -> Result<(), String> {
+    match r {
+        Some(r) if region(r).is_none() => Err(format!(
             "--region: `{r}` is not a region code (two letters, e.g. US, FR)"
         )),
         _ => Ok(()),
     }
 }
 
-pub fn normalize(raw: &str, region: Option<&str>) -> Result<String, String> {
+/// Normalises `raw` to E.164. National numbers need `region` (ISO 3166 alpha-2).
+pub fn normalize(raw: &str, region_hint: Option<&str>) -> Result<String, String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err("empty phone number".into());
     }
-    let country = match region {
-        Some(r) => Some(
-            r.to_ascii_uppercase()
-                .parse::<Id>()
-                .map_err(|_| format!("`{r}` is not a region code (e.g. US, FR)"))?,
-        ),
+    let country = match region_hint {
+        Some(r) => {
+            Some(region(r).ok_or_else(|| format!("`{r}` is not a region code (e.g. US, FR)"))?)
+        }
         None => None,
     };
     // An international number carries its own country; the region hint
@@ -44,22 +56,57 @@ pub fn normalize(raw: &str, region: Option<&str>) -> Result<String, String> {
     } else {
         country
     };
-    let parsed = phonenumber::parse(country, trimmed).map_err(|e| {
+    let parsed = PHONE_NUMBER_UTIL.parse(trimmed, country).map_err(|e| {
         if !trimmed.starts_with('+') && country.is_none() {
             format!("`{trimmed}` has no country code; pass --region for national numbers")
         } else {
             format!("`{trimmed}` is not a phone number ({e})")
         }
     })?;
-    if !phonenumber::is_valid(&parsed) {
+    if !PHONE_NUMBER_UTIL.is_valid_number(&parsed) {
         return Err(format!("`{trimmed}` is not a valid number"));
     }
-    Ok(parsed.format().mode(phonenumber::Mode::E164).to_string())
+    Ok(PHONE_NUMBER_UTIL
+        .format(&parsed, PhoneNumberFormat::E164)
+        .into_owned())
+}
+
+/// The country calling code of an E.164 number (`33` for `+33…`), when it
+/// parses.
+pub fn country_code(e164: &str) -> Option<i32> {
+    PHONE_NUMBER_UTIL
+        .parse(e164, None)
+        .ok()
+        .map(|n| n.country_code)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_of_many_countries_is_checked_by_each_country_s_rules() {
+        // Each country's own example numbers, as written locally.
+        for (raw, region, e164) in [
+            ("0121 234 5678", "GB", "+441212345678"),
+            ("030 123456", "DE", "+4930123456"),
+            ("03-1234-5678", "JP", "+81312345678"),
+            ("02 1234 5678", "AU", "+61212345678"),
+            ("081234 56789", "IN", "+918123456789"),
+            ("(11) 96123-4567", "BR", "+5511961234567"),
+            ("131 2345 6789", "CN", "+8613123456789"),
+        ] {
+            assert_eq!(
+                normalize(raw, Some(region)).as_deref(),
+                Ok(e164),
+                "{raw} ({region})"
+            );
+            assert_eq!(normalize(e164, None).as_deref(), Ok(e164), "{e164}");
+        }
+        // Too short for Germany, too long for Japan: refused, not trimmed.
+        assert!(normalize("+49301", None).is_err());
+        assert!(normalize("+8131234567890", None).is_err());
+    }
 
     #[test]
     fn normalises_national_and_international() {
