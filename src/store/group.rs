@@ -39,18 +39,13 @@ trait Job<DB: Database>: Send + Any {
     fn run<'a>(&'a mut self, tx: &'a mut Tx<DB>) -> Fut<'a, ()>;
     /// Writes of this kind run together, as one set (`Group::write_set`):
     /// the kind, or `None` for a write that runs alone.
-    fn kind(&self) -> Option<(TypeId, usize)> {
-        None
-    }
+    fn kind(&self) -> Option<(TypeId, usize)>;
     /// Runs this write and `alike` (writes of its kind) as one set.
     fn run_set<'a>(
         &'a mut self,
         alike: Vec<&'a mut Box<dyn Job<DB>>>,
         tx: &'a mut Tx<DB>,
-    ) -> Fut<'a, ()> {
-        debug_assert!(alike.is_empty());
-        self.run(tx)
-    }
+    ) -> Fut<'a, ()>;
     fn as_any(&mut self) -> &mut dyn Any;
     /// The transaction that ran the write committed, or failed.
     fn finish(self: Box<Self>, committed: Result<()>);
@@ -63,59 +58,38 @@ pub(super) type Body<DB, A, T> = for<'a> fn(&'a mut Tx<DB>, &'a A) -> Fut<'a, T>
 /// group that asked for it, in the order they asked; one result each.
 pub(super) type SetBody<DB, A, T> = for<'a> fn(&'a mut Tx<DB>, &'a [&'a A]) -> Fut<'a, Vec<T>>;
 
-struct Typed<DB: Database, A, T> {
+/// How a write runs: alone, or as a set with the others of its kind.
+enum Runs<DB: Database, A, T> {
+    Alone(Body<DB, A, T>),
+    Together(SetBody<DB, A, T>),
+}
+
+/// One caller's write waiting in the queue.
+struct Pending<DB: Database, A, T> {
     args: A,
-    body: Body<DB, A, T>,
+    runs: Runs<DB, A, T>,
     out: Option<T>,
     reply: oneshot::Sender<Result<T>>,
 }
 
-impl<DB: Database, A: Send + Sync + 'static, T: Send + 'static> Job<DB> for Typed<DB, A, T> {
+impl<DB: Database, A: Send + Sync + 'static, T: Send + 'static> Job<DB> for Pending<DB, A, T> {
     fn run<'a>(&'a mut self, tx: &'a mut Tx<DB>) -> Fut<'a, ()> {
-        Box::pin(async move {
-            let out = (self.body)(tx, &self.args).await?;
-            self.out = Some(out);
-            Ok(())
-        })
-    }
-
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
-    }
-
-    fn finish(self: Box<Self>, committed: Result<()>) {
-        answer(self.out, self.reply, committed)
-    }
-}
-
-/// Sends a write's result, once its transaction committed.
-fn answer<T>(out: Option<T>, reply: oneshot::Sender<Result<T>>, committed: Result<()>) {
-    let result = committed.and_then(|()| {
-        out.ok_or_else(|| StoreError::Corrupt {
-            table: "transaction",
-            why: "a grouped write committed without a result".into(),
-        })
-    });
-    // The caller may have stopped waiting: its write stands all the same.
-    let _ = reply.send(result);
-}
-
-/// A write run as a set with the others of its kind in the group.
-struct InSet<DB: Database, A, T> {
-    args: A,
-    body: SetBody<DB, A, T>,
-    out: Option<T>,
-    reply: oneshot::Sender<Result<T>>,
-}
-
-impl<DB: Database, A: Send + Sync + 'static, T: Send + 'static> Job<DB> for InSet<DB, A, T> {
-    fn run<'a>(&'a mut self, tx: &'a mut Tx<DB>) -> Fut<'a, ()> {
-        self.run_set(Vec::new(), tx)
+        match self.runs {
+            Runs::Alone(body) => Box::pin(async move {
+                self.out = Some(body(tx, &self.args).await?);
+                Ok(())
+            }),
+            Runs::Together(_) => self.run_set(Vec::new(), tx),
+        }
     }
 
     fn kind(&self) -> Option<(TypeId, usize)> {
-        // The body tells kinds apart; the type makes the downcast below sound.
-        Some((TypeId::of::<Self>(), self.body as usize))
+        match self.runs {
+            Runs::Alone(_) => None,
+            // The body tells kinds apart; the type makes the downcast in
+            // `run_set` sound.
+            Runs::Together(body) => Some((TypeId::of::<Self>(), body as usize)),
+        }
     }
 
     fn run_set<'a>(
@@ -124,30 +98,31 @@ impl<DB: Database, A: Send + Sync + 'static, T: Send + 'static> Job<DB> for InSe
         tx: &'a mut Tx<DB>,
     ) -> Fut<'a, ()> {
         Box::pin(async move {
+            let corrupt = |why: String| StoreError::Corrupt {
+                table: "transaction",
+                why,
+            };
+            let Runs::Together(body) = self.runs else {
+                return Err(corrupt("a write that runs alone was run as a set".into()));
+            };
             let mut others = Vec::with_capacity(alike.len());
             for job in alike {
                 others.push(job.as_any().downcast_mut::<Self>().ok_or_else(|| {
-                    StoreError::Corrupt {
-                        table: "transaction",
-                        why: "writes of different kinds were run as one set".into(),
-                    }
+                    corrupt("writes of different kinds were run as one set".into())
                 })?);
             }
             let outs = {
                 let args: Vec<&A> = std::iter::once(&self.args)
                     .chain(others.iter().map(|o| &o.args))
                     .collect();
-                (self.body)(tx, &args).await?
+                body(tx, &args).await?
             };
             if outs.len() != others.len() + 1 {
-                return Err(StoreError::Corrupt {
-                    table: "transaction",
-                    why: format!(
-                        "a set of {} writes gave {} results",
-                        others.len() + 1,
-                        outs.len()
-                    ),
-                });
+                return Err(corrupt(format!(
+                    "a set of {} writes gave {} results",
+                    others.len() + 1,
+                    outs.len()
+                )));
             }
             let mut outs = outs.into_iter();
             self.out = outs.next();
@@ -163,7 +138,15 @@ impl<DB: Database, A: Send + Sync + 'static, T: Send + 'static> Job<DB> for InSe
     }
 
     fn finish(self: Box<Self>, committed: Result<()>) {
-        answer(self.out, self.reply, committed)
+        let Pending { out, reply, .. } = *self;
+        let result = committed.and_then(|()| {
+            out.ok_or_else(|| StoreError::Corrupt {
+                table: "transaction",
+                why: "a grouped write committed without a result".into(),
+            })
+        });
+        // The caller may have stopped waiting: its write stands all the same.
+        let _ = reply.send(result);
     }
 }
 
@@ -193,15 +176,7 @@ impl<DB: Database> Group<DB> {
         A: Send + Sync + 'static,
         T: Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Typed {
-            args,
-            body,
-            out: None,
-            reply,
-        });
-        self.queue.send(job).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        self.queue(args, Runs::Alone(body)).await
     }
 
     /// Like `write`, but the group runs this write together with the
@@ -214,10 +189,18 @@ impl<DB: Database> Group<DB> {
         A: Send + Sync + 'static,
         T: Send + 'static,
     {
+        self.queue(args, Runs::Together(body)).await
+    }
+
+    async fn queue<A, T>(&self, args: A, runs: Runs<DB, A, T>) -> Result<T>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(InSet {
+        let job = Box::new(Pending {
             args,
-            body,
+            runs,
             out: None,
             reply,
         });
